@@ -22,6 +22,9 @@ type ClientConfig struct {
 	RequestTimeout time.Duration
 	Now            func() time.Time // zero: time.Now
 	Logger         *slog.Logger     // zero: slog.Default()
+	// SeqStore remembers the highest version seen of each mutable file, so
+	// Retrieve notices rollback (zero: in memory, per Client).
+	SeqStore SeqStore
 }
 
 // Client uploads, downloads, checks and repairs files on a set of servers.
@@ -35,6 +38,7 @@ type Client struct {
 	timeout time.Duration
 	now     func() time.Time
 	log     *slog.Logger
+	seqs    SeqStore // highest mutable seq seen, per storage index (mutable.go)
 }
 
 // NewClient returns a client over cfg.Servers.
@@ -64,6 +68,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if c.log == nil {
 		c.log = slog.Default()
+	}
+	if c.seqs = cfg.SeqStore; c.seqs == nil {
+		c.seqs = NewMemSeqStore()
 	}
 	return c, nil
 }

@@ -72,8 +72,9 @@ type Server interface {
 	// exactly size bytes from r, and adds lease. It returns only once the
 	// share is durable (fsynced). If r yields fewer or more than size bytes,
 	// or ctx ends, nothing is stored. Writing a share that already exists
-	// with the same size only adds the lease and drains r. A server that
-	// lacks room returns ErrNoSpace before reading r.
+	// with the same size only adds the lease and drains r; with another
+	// size it is refused and the held share kept. A server that lacks room
+	// returns ErrNoSpace before reading r. Share numbers are 0..255.
 	WriteShare(ctx context.Context, si caps.StorageIndex, shnum int, size int64, r io.Reader, lease Lease) error
 
 	// ReadShare returns length bytes of share shnum starting at off. A read
@@ -99,7 +100,8 @@ type Server interface {
 	// shares in writes, and adds lease. The first write to a slot records
 	// we; later writes with another enabler return ErrBadWriteEnabler. A
 	// share whose stored Seq is not lower than the new one is refused with a
-	// *StaleError (and nothing in this call is written). Returns once
+	// *StaleError (and nothing in this call is written). writes must be
+	// non-empty, with distinct share numbers in 0..255. Returns once
 	// durable.
 	WriteSlot(ctx context.Context, si caps.StorageIndex, we WriteEnabler, writes []SlotShare, lease Lease) error
 }
@@ -117,8 +119,9 @@ type Statter interface {
 }
 
 // LeaseCanceller is an optional ability of a Server: drop the lease whose
-// CancelSecret matches. Shares left with no lease are deleted. A wrong
-// secret returns ErrUnauthorized.
+// CancelSecret matches. Shares left with no lease are deleted (a deleted
+// slot forgets its write enabler). A wrong secret returns ErrUnauthorized;
+// nothing held for the storage index returns ErrNotFound.
 type LeaseCanceller interface {
 	CancelLease(ctx context.Context, si caps.StorageIndex, cancelSecret [32]byte) error
 }

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+)
+
+func newGetCmd(g *globals) *cobra.Command {
+	var out string
+	cmd := &cobra.Command{
+		Use:   "get CAP [-o FILE]",
+		Short: "Fetch a file by its read cap",
+		Long: `get downloads, verifies and decrypts the file CAP names, to FILE or standard
+output. Every block is checked against the cap before it is used; with -o the
+file appears only once it is complete.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			c, err := parseCap(args[0])
+			if err != nil {
+				return err
+			}
+			h, err := openHome()
+			if err != nil {
+				return err
+			}
+			cl, closeFn, err := openClient(ctx, h)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			size := capSize(c)
+			update, finish := newProgress(g, size, "get")
+			if out == "" || out == "-" {
+				err = cl.Download(ctx, c, g.stdout, update)
+				finish()
+				if err != nil {
+					return fmt.Errorf("get: %w", err)
+				}
+				return nil
+			}
+			// Write beside the target and rename, so a failed get leaves no partial file.
+			f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".sphere-*")
+			if err != nil {
+				return fmt.Errorf("get: %w", err)
+			}
+			err = cl.Download(ctx, c, f, update)
+			finish()
+			if err == nil {
+				err = f.Close()
+			} else {
+				f.Close()
+			}
+			if err == nil {
+				err = os.Rename(f.Name(), out)
+			}
+			if err != nil {
+				os.Remove(f.Name())
+				return fmt.Errorf("get: %w", err)
+			}
+			if g.json {
+				return json.NewEncoder(g.stdout).Encode(map[string]any{"file": out, "size": size})
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "write to FILE instead of standard output")
+	return cmd
+}

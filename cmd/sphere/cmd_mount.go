@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sphere-grid/sphere/caps"
+	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
+	"github.com/sphere-grid/sphere/fs"
+	"github.com/sphere-grid/sphere/fs/fusefs"
+)
+
+func newMountCmd(g *globals) *cobra.Command {
+	var debug bool
+	cmd := &cobra.Command{
+		Use:   "mount [CAP] DIR",
+		Short: "Show your drive (or a directory cap) as a folder",
+		Long: `mount shows your drive at DIR through FUSE, or, given CAP, the directory that
+cap names. A read cap (dir-ro) gives a read-only folder: writes fail with
+"Read-only file system". It runs until Ctrl-C, SIGTERM or 'sphere unmount DIR',
+then saves everything still pending before it exits.
+
+Files are saved when closed (close reports a failed upload) and directories
+about a second later, or at once on fsync. Extended attributes user.sphere.cap
+and user.sphere.readcap on every file and directory hold their caps
+(getfattr -n user.sphere.readcap DIR/photos). A read-only mount sees the
+owner's saved changes within about 2 s.`,
+		Args: rangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runMount(cmd.Context(), g, args, debug)
+		},
+	}
+	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request")
+	return cmd
+}
+
+func runMount(ctx context.Context, g *globals, args []string, debug bool) error {
+	dir := args[len(args)-1]
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return usageError{err}
+	}
+	var rootArg caps.Cap
+	if len(args) == 2 {
+		if rootArg, err = parseCap(args[0]); err != nil {
+			return err
+		}
+	}
+	h, err := openHome()
+	if err != nil {
+		return err
+	}
+	client, closeClient, err := openClient(ctx, h)
+	if err != nil {
+		return err
+	}
+	defer closeClient()
+	gr := fs.FromClient(client)
+	root := rootArg
+	if root == nil {
+		if root, err = userRootCap(ctx, h, gr); err != nil {
+			return err
+		}
+	} else if !gr.IsDir(root) {
+		return fmt.Errorf("mount: a %s cap: %w: want a directory cap", root.Kind(), errBadCap)
+	}
+	tree, err := fs.New(ctx, gr, root, fs.Options{CacheDir: h.Path("cache")})
+	if err != nil {
+		return fmt.Errorf("mount: %w", err)
+	}
+	srv, err := fusefs.Mount(abs, tree, fusefs.Options{Debug: debug})
+	if err != nil {
+		tree.Close(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := srv.WaitMount(); err != nil {
+		srv.Unmount()
+		tree.Close(context.WithoutCancel(ctx))
+		return fmt.Errorf("mount: %w", err)
+	}
+	pidFile := mountPidFile(h, abs)
+	if err := os.MkdirAll(filepath.Dir(pidFile), 0o700); err == nil {
+		os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600)
+		defer os.Remove(pidFile)
+	}
+	mode := "read-write"
+	if tree.ReadOnly() {
+		mode = "read-only"
+	}
+	fmt.Fprintf(g.stderr, "sphere: mounted %s (%s) at %s; Ctrl-C or 'sphere unmount %s' to stop\n", root.Kind(), mode, abs, dir)
+
+	served := make(chan struct{})
+	go func() { srv.Wait(); close(served) }()
+	select {
+	case <-served: // unmounted from outside (sphere unmount, fusermount -u)
+	case <-ctx.Done():
+		unmountServer(srv.Unmount, abs)
+		select {
+		case <-served:
+		case <-time.After(10 * time.Second):
+			slog.Warn("FUSE server still running after unmount; saving anyway")
+		}
+	}
+	// Save everything still pending. Bounded, but generous: a big file
+	// may still be uploading.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := tree.Close(sctx); err != nil {
+		return fmt.Errorf("unmount %s: not everything was saved: %w", abs, err)
+	}
+	return nil
+}
+
+// unmountServer unmounts, retrying while the mount is busy, and detaches
+// it lazily as a last resort so the process can save and exit.
+func unmountServer(unmount func() error, dir string) {
+	var err error
+	for i := 0; i < 10; i++ {
+		if err = unmount(); err == nil {
+			return
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	slog.Warn("Unmount failed; detaching lazily", "dir", dir, "err", err)
+	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil && !errors.Is(err, syscall.EINVAL) {
+		slog.Warn("Lazy unmount failed", "dir", dir, "err", err)
+	}
+}
+
+// mountPidFile is where a mount process records its pid, so that
+// `sphere unmount` can wait until everything is saved.
+func mountPidFile(h *home.Home, absDir string) string {
+	sum := sha256.Sum256([]byte(absDir))
+	return h.Path("run", "mount-"+hex.EncodeToString(sum[:8])+".pid")
+}

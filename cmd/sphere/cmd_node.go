@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
+	"github.com/sphere-grid/sphere/grid/node"
+)
+
+func newNodeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "node",
+		Short: "Run this home's node in the foreground: store shares for the grid",
+		Long: `node runs the libp2p node of this home until Ctrl-C (or SIGTERM): it stores
+shares for the grid's members in the home's storage/ (up to node.quota bytes of
+config.json), keeps connected to the members it knows (peers joined with
+'sphere join' and those they told it about) and answers the CLI verbs on a local
+control API. Only peers holding the grid key can connect.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			h, err := openNodeHome()
+			if err != nil {
+				return err
+			}
+			cfg, err := nodeConfig(h, nodeLogger(g))
+			if err != nil {
+				return err
+			}
+			cfg.StorageDir = h.StorageDir()
+			return runNode(cmd.Context(), cfg, nil)
+		},
+	}
+}
+
+// nodeLogger logs at Info (Debug with -v) to stderr: a node's log is its
+// user interface.
+func nodeLogger(g *globals) *slog.Logger {
+	level := slog.LevelInfo
+	if g.verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// openNodeHome opens the home, running the node part of init for homes
+// made before it existed.
+func openNodeHome() (*home.Home, error) {
+	h, err := openHome()
+	if err != nil {
+		return nil, err
+	}
+	if !h.NodeReady() {
+		if err := home.InitNode(h); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// nodeConfig is the node configuration of a home (without storage or
+// local servers, which the verbs add).
+func nodeConfig(h *home.Home, log *slog.Logger) (node.Config, error) {
+	priv, _, err := h.NodeIdentity()
+	if err != nil {
+		return node.Config{}, err
+	}
+	psk, err := h.GridKey()
+	if err != nil {
+		return node.Config{}, err
+	}
+	boot, err := node.ParseAddrs(h.Config.Node.Peers)
+	if err != nil {
+		return node.Config{}, fmt.Errorf("config node.peers: %w", err)
+	}
+	return node.Config{
+		Identity: priv, GridKey: psk, Listen: h.Config.Node.Listen, Quota: h.Config.Node.Quota,
+		Bootstrap: boot, PeersFile: h.PeersFile(), ControlFile: h.ControlFile(),
+		DHT: h.Config.Node.DHT, HolePunching: h.Config.Node.HolePunching, Logger: log,
+	}, nil
+}
+
+// runNode runs a node until ctx ends; onReady runs once it is ready.
+func runNode(ctx context.Context, cfg node.Config, onReady func(*node.Node)) error {
+	n, err := node.New(cfg)
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.Serve(ctx) }()
+	select {
+	case <-n.Ready():
+		if onReady != nil {
+			onReady(n)
+		}
+	case err := <-done:
+		return err
+	}
+	err = <-done
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,11 @@
+// Command sphere is Sphere's one binary: the CLI verbs and the long-running
+// node. See README.md for a tour and `sphere help` for the verbs.
+package main
+
+import (
+	"os"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}

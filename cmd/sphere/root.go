@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sphere-grid/sphere/caps"
+	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
+	"github.com/sphere-grid/sphere/grid"
+)
+
+// Exit codes, documented in README.md and `sphere help`.
+const (
+	exitOK        = 0
+	exitError     = 1 // anything not listed below
+	exitUsage     = 2 // bad flags or arguments
+	exitBadCap    = 3 // a capability string did not parse
+	exitUnhealthy = 4 // not enough shares, or check found problems
+	exitCorrupt   = 5 // data failed an integrity check
+	exitNoHome    = 6 // no home: run `sphere init`
+)
+
+// globals are flags every verb sees.
+type globals struct {
+	json    bool
+	verbose bool
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+// usageError marks errors in how the command was called.
+type usageError struct{ error }
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:   "sphere",
+		Short: "Sphere: a private drive on other people's computers",
+		Long: `Sphere encrypts files on this machine, erasure-codes them into shares and stores
+the shares on a grid of storage peers. Files are named by capabilities (caps):
+strings that are at once the address and the key.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 bad capability, 4 not enough shares or
+unhealthy, 5 integrity failure, 6 no home (run 'sphere init').`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRun: func(cmd *cobra.Command, args []string) {
+			level := slog.LevelWarn
+			if g.verbose {
+				level = slog.LevelDebug
+			}
+			slog.SetDefault(slog.New(slog.NewTextHandler(g.stderr, &slog.HandlerOptions{Level: level})))
+		},
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().BoolVar(&g.json, "json", false, "print results as JSON")
+	root.PersistentFlags().BoolVarP(&g.verbose, "verbose", "v", false, "log debug messages to stderr")
+	root.AddCommand(
+		newInitCmd(g), newPutCmd(g), newGetCmd(g), newCheckCmd(g), newCapCmd(g),
+		// the tree (fs) verbs
+		newMountCmd(g), newUnmountCmd(g), newShareCmd(g), newLsCmd(g), newMkdirCmd(g),
+		newCpCmd(g), newRmCmd(g), newMvCmd(g),
+		// the node verbs
+		newNodeCmd(g), newUpCmd(g), newInviteCmd(g), newJoinCmd(g), newStatusCmd(g), newRenewCmd(g),
+	)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "sphere: %v\n", err)
+	return exitCode(err)
+}
+
+// exitCode maps an error to the documented exit code table.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return exitUsage
+	case errors.Is(err, errBadCap):
+		return exitBadCap
+	case errors.Is(err, home.ErrNoHome):
+		return exitNoHome
+	case errors.Is(err, caps.ErrIntegrity), errors.Is(err, grid.ErrCorrupt):
+		return exitCorrupt
+	case errors.Is(err, errUnhealthy):
+		return exitUnhealthy
+	}
+	return exitError
+}
+
+var (
+	errBadCap    = errors.New("bad capability")
+	errUnhealthy = errors.New("unhealthy")
+)
+
+// parseCap parses a cap argument, classifying failures for the exit code.
+func parseCap(s string) (caps.Cap, error) {
+	c, err := caps.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadCap, err)
+	}
+	return c, nil
+}
+
+// openHome opens the home named by SPHERE_HOME or the XDG default.
+func openHome() (*home.Home, error) {
+	dir, err := home.DefaultDir()
+	if err != nil {
+		return nil, err
+	}
+	return home.Open(dir)
+}
+
+// exactArgs is cobra.ExactArgs, classified as a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.ExactArgs(n)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+// rangeArgs is cobra.RangeArgs, classified as a usage error.
+func rangeArgs(min, max int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := cobra.RangeArgs(min, max)(cmd, args); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,207 @@
+package fusetest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Environment of the crash test's child process.
+const (
+	envChild = "SPHERE_FUSETEST_CHILD" // "mount": serve a mount until killed
+	envStore = "SPHERE_FUSETEST_STORE" // directory of the bolt stores
+	envMnt   = "SPHERE_FUSETEST_MNT"   // where to mount
+	envRoot  = "SPHERE_FUSETEST_ROOT"  // root directory cap
+)
+
+// TestCrashChild is the crash test's child: it mounts the tree in envStore
+// at envMnt, says READY on stdout and serves until it is killed. It does
+// nothing unless started by TestCrash.
+func TestCrashChild(t *testing.T) {
+	if os.Getenv(envChild) != "mount" {
+		t.Skip("only runs as TestCrash's child process")
+	}
+	requireFUSE(t)
+	b := openBoltBackend(t, os.Getenv(envStore))
+	un, err := b.mount(t, os.Getenv(envMnt), os.Getenv(envRoot), mountOpts{})
+	if err != nil {
+		t.Fatalf("child mount: %v", err)
+	}
+	fmt.Println("READY")
+	// Serve until killed; bounded so a lost parent cannot leave us forever.
+	time.Sleep(5 * time.Minute)
+	_ = un()
+	t.Fatal("child was not killed within 5 minutes")
+}
+
+// TestCrash kills the process holding the mount in the middle of a write.
+// After a fresh mount on the same stores, every file fsynced before the kill
+// is intact and the whole tree is readable.
+func TestCrash(t *testing.T) {
+	requireFUSE(t)
+	if os.Getenv("SPHERE_FUSETEST_BACKEND") == "loopback" {
+		t.Skip("the crash test needs Sphere's on-disk grid")
+	}
+	store := t.TempDir()
+	b := openBoltBackend(t, store)
+	root := b.rootCapString()
+	b.close(t) // the child takes the stores' locks
+
+	mntDir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
+	cmd.Env = append(os.Environ(), envChild+"=mount", envStore+"="+store, envMnt+"="+mntDir, envRoot+"="+root)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var childErr bytes.Buffer
+	cmd.Stderr = &childErr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	killed := false
+	t.Cleanup(func() {
+		if !killed {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		_ = exec.Command("umount", "-l", mntDir).Run()
+	})
+	ready := make(chan error, 1)
+	var childOut bytes.Buffer
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			childOut.WriteString(sc.Text() + "\n")
+			if sc.Text() == "READY" {
+				ready <- nil
+				_, _ = io.Copy(io.Discard, stdout)
+				return
+			}
+		}
+		ready <- fmt.Errorf("child exited before READY: %v", sc.Err())
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			t.Fatalf("%v\nstdout: %s\nstderr: %s", err, childOut.String(), childErr.String())
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("child not READY after 2 minutes\nstderr: %s", childErr.String())
+	}
+
+	// Files made durable before the kill.
+	want := map[string][]byte{}
+	if err := os.MkdirAll(filepath.Join(mntDir, "d/e"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, size := range []int{0, 1, 4096, 200_000, 1_500_000} {
+		p := fmt.Sprintf("d/e/synced-%d", i)
+		data := bytes.Repeat([]byte{byte('a' + i)}, size)
+		for j := range data {
+			data[j] ^= byte(j / 251)
+		}
+		if err := writeSync(filepath.Join(mntDir, p), data); err != nil {
+			t.Fatalf("write %s: %v", p, err)
+		}
+		want[p] = data
+	}
+	// A rename, then an fsync of another file, makes the rename durable.
+	if err := os.Rename(filepath.Join(mntDir, "d/e/synced-1"), filepath.Join(mntDir, "renamed")); err != nil {
+		t.Fatal(err)
+	}
+	want["renamed"] = want["d/e/synced-1"]
+	delete(want, "d/e/synced-1")
+	if err := writeSync(filepath.Join(mntDir, "top"), []byte("top file")); err != nil {
+		t.Fatal(err)
+	}
+	want["top"] = []byte("top file")
+
+	// Mid-write: a large file streaming in, never fsynced, and an
+	// overwrite of a synced file that is never fsynced either.
+	written := make(chan int64, 1)
+	go func() {
+		f, err := os.Create(filepath.Join(mntDir, "inflight"))
+		if err != nil {
+			written <- -1
+			return
+		}
+		defer f.Close()
+		chunk := bytes.Repeat([]byte("x"), 1<<20)
+		var n int64
+		for i := 0; i < 200; i++ {
+			if _, err := f.Write(chunk); err != nil {
+				break
+			}
+			n += int64(len(chunk))
+			if n == 8<<20 {
+				written <- n
+			}
+		}
+		select {
+		case written <- n:
+		default:
+		}
+	}()
+	select {
+	case n := <-written:
+		if n < 0 {
+			t.Fatal("could not create the in-flight file")
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("in-flight write did not reach 8 MiB in 2 minutes")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatalf("kill child: %v", err)
+	}
+	killed = true
+	_ = cmd.Wait()
+	if out, err := exec.Command("umount", "-l", mntDir).CombinedOutput(); err != nil {
+		t.Logf("umount -l %s: %v %s", mntDir, err, out)
+	}
+
+	// Fresh mount on the same stores.
+	b2 := openBoltBackend(t, store)
+	defer b2.close(t)
+	w := &world{b: b2}
+	m := w.mount(t, root)
+	for p, data := range want {
+		got, err := os.ReadFile(m.p(p))
+		if err != nil {
+			t.Errorf("after the crash, %s: %v", p, err)
+			continue
+		}
+		if !bytes.Equal(got, data) {
+			t.Errorf("after the crash, %s: %s", p, diffBytes(data, got))
+		}
+	}
+	// The whole tree is readable, whatever state the in-flight file is in.
+	var seen []string
+	err = filepath.WalkDir(m.dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(m.dir, p)
+		seen = append(seen, rel)
+		if d.Type().IsRegular() {
+			if _, err := hashFile(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("after the crash, the tree is not readable: %v (saw %s)", err, strings.Join(seen, " "))
+	}
+	t.Logf("after the crash the tree holds: %s", strings.Join(seen, " "))
+}

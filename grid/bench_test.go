@@ -1,0 +1,128 @@
+package grid_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sphere-grid/sphere/caps"
+	"github.com/sphere-grid/sphere/grid"
+	"github.com/sphere-grid/sphere/grid/gridtest"
+)
+
+// cpuTime is the process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// reportCPU adds MB per CPU-second (all cores, GC included) to a benchmark:
+// a figure that stays meaningful when other processes share the machine.
+func reportCPU(b *testing.B, start time.Duration, bytesPerOp int64) {
+	if cpu := cpuTime() - start; cpu > 0 {
+		b.ReportMetric(float64(bytesPerOp)*float64(b.N)/1e6/cpu.Seconds(), "MB/cpu-s")
+	}
+}
+
+// benchSizes are the file sizes benchmarked: 64 MiB always, 1 GiB with
+// SPHERE_BENCH_LARGE=1.
+func benchSizes() []struct {
+	name string
+	size int
+} {
+	out := []struct {
+		name string
+		size int
+	}{{"64MiB", 64 << 20}}
+	if os.Getenv("SPHERE_BENCH_LARGE") != "" {
+		out = append(out, struct {
+			name string
+			size int
+		}{"1GiB", 1 << 30})
+	}
+	return out
+}
+
+// BenchmarkUpload uploads to 10 fresh in-memory servers with the default
+// parameters (3-of-10, 1 MiB segments), convergent key included.
+func BenchmarkUpload(b *testing.B) {
+	for _, sz := range benchSizes() {
+		for _, mode := range []struct {
+			name   string
+			random bool
+		}{{"convergent", false}, {"randomkey", true}} {
+			b.Run(sz.name+"/"+mode.name, func(b *testing.B) {
+				data := gridtest.Data(1, sz.size)
+				b.SetBytes(int64(sz.size))
+				b.ReportAllocs()
+				start := cpuTime()
+				defer reportCPU(b, start, int64(sz.size))
+				for b.Loop() {
+					b.StopTimer()
+					c := newClient(b, gridtest.NewMemGrid(10), caps.DefaultParams(), 0)
+					b.StartTimer()
+					if _, err := c.Upload(context.Background(), bytes.NewReader(data), int64(len(data)), grid.UploadOptions{RandomKey: mode.random}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkDownload streams a file from 10 in-memory servers to io.Discard.
+func BenchmarkDownload(b *testing.B) {
+	for _, sz := range benchSizes() {
+		b.Run(sz.name, func(b *testing.B) {
+			c := newClient(b, gridtest.NewMemGrid(10), caps.DefaultParams(), 0)
+			data := gridtest.Data(2, sz.size)
+			cp, err := c.Upload(context.Background(), bytes.NewReader(data), int64(len(data)), grid.UploadOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			data = nil
+			b.SetBytes(int64(sz.size))
+			b.ReportAllocs()
+			start := cpuTime()
+			defer reportCPU(b, start, int64(sz.size))
+			for b.Loop() {
+				if err := c.Download(context.Background(), cp, io.Discard, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkReadAt4K reads 4 KiB at random-ish offsets of an open 64 MiB
+// file: the FUSE pattern. Most reads hit the segment cache.
+func BenchmarkReadAt4K(b *testing.B) {
+	c := newClient(b, gridtest.NewMemGrid(10), caps.DefaultParams(), 0)
+	const size = 64 << 20
+	data := gridtest.Data(3, size)
+	cp, err := c.Upload(context.Background(), bytes.NewReader(data), size, grid.UploadOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f, err := c.Open(context.Background(), cp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 4096)
+	b.SetBytes(int64(len(buf)))
+	off := int64(0)
+	for b.Loop() {
+		if _, err := f.ReadAt(buf, off); err != nil {
+			b.Fatal(err)
+		}
+		off = (off + 7*4096 + 4096*1024) % (size - 4096)
+	}
+}

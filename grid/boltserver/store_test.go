@@ -1,0 +1,283 @@
+package boltserver_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sphere-grid/sphere/caps"
+	"github.com/sphere-grid/sphere/grid"
+	"github.com/sphere-grid/sphere/grid/boltserver"
+	"github.com/sphere-grid/sphere/grid/gridtest"
+)
+
+func lease(name string) grid.Lease { return gridtest.NewLease(name, time.Now().Add(time.Hour)) }
+
+func write(t *testing.T, s grid.Server, si caps.StorageIndex, shnum int, data []byte) {
+	t.Helper()
+	if err := s.WriteShare(t.Context(), si, shnum, int64(len(data)), bytes.NewReader(data), lease("a")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustRead(t *testing.T, s grid.Server, si caps.StorageIndex, shnum int, want []byte) {
+	t.Helper()
+	got, err := s.ReadShare(t.Context(), si, shnum, 0, int64(len(want))+1)
+	if err != nil {
+		t.Fatalf("ReadShare(%d): %v", shnum, err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("ReadShare(%d): %d bytes differ from the %d written", shnum, len(got), len(want))
+	}
+}
+
+func TestReopenKeepsEverything(t *testing.T) {
+	dir := t.TempDir()
+	s, err := boltserver.Open(dir, boltserver.Options{ID: "srv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	si, slot := gridtest.SI(), gridtest.SI()
+	a, b := gridtest.Data(1, 300_000), gridtest.Data(2, 17)
+	write(t, s, si, 0, a)
+	write(t, s, si, 9, b)
+	sw := []grid.SlotShare{{Shnum: 1, Seq: 4, Data: gridtest.Data(3, 99)}}
+	if err := s.WriteSlot(t.Context(), slot, gridtest.Enabler("w"), sw, lease("a")); err != nil {
+		t.Fatal(err)
+	}
+	st1, _ := s.Stat(t.Context())
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, dir, boltserver.Options{}) // id from the store
+	if s.ID() != "srv" {
+		t.Fatalf("ID after reopen = %q, want srv", s.ID())
+	}
+	mustRead(t, s, si, 0, a)
+	mustRead(t, s, si, 9, b)
+	got, err := s.ReadSlot(t.Context(), slot)
+	if err != nil || len(got) != 1 || got[0].Seq != 4 || !bytes.Equal(got[0].Data, sw[0].Data) {
+		t.Fatalf("ReadSlot after reopen = %+v, %v", got, err)
+	}
+	// The enabler and sequence number survived too.
+	err = s.WriteSlot(t.Context(), slot, gridtest.Enabler("other"), []grid.SlotShare{{Shnum: 1, Seq: 5}}, lease("a"))
+	if !errors.Is(err, grid.ErrBadWriteEnabler) {
+		t.Fatalf("wrong enabler after reopen: %v", err)
+	}
+	err = s.WriteSlot(t.Context(), slot, gridtest.Enabler("w"), []grid.SlotShare{{Shnum: 1, Seq: 4}}, lease("a"))
+	if !errors.Is(err, grid.ErrStale) {
+		t.Fatalf("stale seq after reopen: %v", err)
+	}
+	st2, _ := s.Stat(t.Context())
+	if st1 != st2 || st2.Shares != 3 || st2.Used != 300_000+17+99 {
+		t.Fatalf("Stat before close %+v, after reopen %+v", st1, st2)
+	}
+	// A lease cancel after reopen still finds the lease.
+	if err := s.CancelLease(t.Context(), si, lease("a").CancelSecret); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadShare(t.Context(), si, 0, 0, 1); !errors.Is(err, grid.ErrNotFound) {
+		t.Fatalf("after cancel: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "shares", si.String()[:2], si.String())); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("share directory still there after its shares were deleted: %v", err)
+	}
+}
+
+func TestInUse(t *testing.T) {
+	dir := t.TempDir()
+	open(t, dir, boltserver.Options{ID: "srv"})
+	_, err := boltserver.Open(dir, boltserver.Options{ID: "srv", LockTimeout: 50 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Open of a store in use: %v, want an error saying it is in use", err)
+	}
+}
+
+func TestWrongID(t *testing.T) {
+	dir := t.TempDir()
+	s, err := boltserver.Open(dir, boltserver.Options{ID: "one"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if _, err := boltserver.Open(dir, boltserver.Options{ID: "two"}); err == nil {
+		t.Fatal("Open with another server id: nil error")
+	}
+	if _, err := boltserver.Open(t.TempDir(), boltserver.Options{}); err == nil {
+		t.Fatal("Open of a new store without an id: nil error")
+	}
+}
+
+// A crash can leave temp files, share files renamed but never indexed, and
+// (after disk trouble) index entries without a file. Open cleans all three.
+func TestOpenRepairsCrashLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	s, err := boltserver.Open(dir, boltserver.Options{ID: "srv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, lost := gridtest.SI(), gridtest.SI()
+	data := gridtest.Data(1, 1000)
+	write(t, s, kept, 0, data)
+	write(t, s, lost, 0, data)
+	s.Close()
+
+	tmp := filepath.Join(dir, "tmp", "share-123456")
+	if err := os.WriteFile(tmp, []byte("half a share"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	orphanSI := gridtest.SI()
+	orphan := filepath.Join(dir, "shares", orphanSI.String()[:2], orphanSI.String(), "3")
+	if err := os.MkdirAll(filepath.Dir(orphan), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(orphan, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "shares", lost.String()[:2], lost.String(), "0")); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, dir, boltserver.Options{})
+	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("temp file survived Open: %v", err)
+	}
+	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("unindexed share file survived Open: %v", err)
+	}
+	mustRead(t, s, kept, 0, data)
+	if l, err := s.ListShares(t.Context(), lost); err != nil || len(l) != 0 {
+		t.Errorf("share whose file is gone still listed: %v, %v", l, err)
+	}
+	if l, err := s.ListShares(t.Context(), orphanSI); err != nil || len(l) != 0 {
+		t.Errorf("orphan listed: %v, %v", l, err)
+	}
+	st, _ := s.Stat(t.Context())
+	if st.Shares != 1 || st.Used != 1000 {
+		t.Errorf("Stat after repair = %+v, want 1 share of 1000 bytes", st)
+	}
+	// The lost share can be stored again.
+	write(t, s, lost, 0, data)
+	mustRead(t, s, lost, 0, data)
+}
+
+func TestTruncatedFileIsCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, dir, boltserver.Options{ID: "srv", OpenFiles: -1})
+	si := gridtest.SI()
+	write(t, s, si, 0, gridtest.Data(1, 1000))
+	if err := os.Truncate(filepath.Join(dir, "shares", si.String()[:2], si.String(), "0"), 500); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ReadShare(t.Context(), si, 0, 400, 200); !errors.Is(err, grid.ErrCorrupt) {
+		t.Fatalf("read past a truncated file's end: %v, want ErrCorrupt", err)
+	}
+	if b, err := s.ReadShare(t.Context(), si, 0, 0, 500); err != nil || len(b) != 500 {
+		t.Fatalf("read of the intact part: %d bytes, %v", len(b), err)
+	}
+	if err := s.Verify(t.Context()); !errors.Is(err, grid.ErrCorrupt) {
+		t.Fatalf("Verify of a store with a truncated share: %v, want ErrCorrupt", err)
+	}
+	if err := s.CancelLease(t.Context(), si, lease("a").CancelSecret); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLeaseExpiryAcrossReopen(t *testing.T) {
+	dir := t.TempDir()
+	clk := gridtest.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	opts := boltserver.Options{ID: "srv", Now: clk.Now, Grace: time.Hour}
+	s, err := boltserver.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	short, renewed := gridtest.SI(), gridtest.SI()
+	data := gridtest.Data(1, 100)
+	for _, si := range []caps.StorageIndex{short, renewed} {
+		if err := s.WriteShare(ctx, si, 0, 100, bytes.NewReader(data), gridtest.NewLease("x", clk.Now().Add(24*time.Hour))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.AddLease(ctx, renewed, gridtest.NewLease("y", clk.Now().Add(30*24*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	clk.Advance(26 * time.Hour)
+	s = open(t, dir, opts)
+	// Cancelling without the secret is refused and changes nothing.
+	if err := s.CancelLease(ctx, short, gridtest.NewLease("y", time.Time{}).CancelSecret); !errors.Is(err, grid.ErrUnauthorized) {
+		t.Fatalf("CancelLease with another client's secret: %v", err)
+	}
+	n, err := s.Sweep(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("Sweep after expiry+grace = %d, %v; want 1", n, err)
+	}
+	if _, err := s.ReadShare(ctx, short, 0, 0, 1); !errors.Is(err, grid.ErrNotFound) {
+		t.Fatalf("unrenewed share: %v, want ErrNotFound", err)
+	}
+	mustRead(t, s, renewed, 0, data)
+	if _, err := os.Stat(filepath.Join(dir, "shares", short.String()[:2], short.String(), "0")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("swept share's file still on disk: %v", err)
+	}
+}
+
+// More expired storage indexes than one sweep batch holds.
+func TestSweepManyBatches(t *testing.T) {
+	clk := gridtest.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	s := open(t, t.TempDir(), boltserver.Options{Now: clk.Now})
+	ctx := t.Context()
+	const n = 600
+	for i := range n {
+		exp := clk.Now().Add(time.Hour)
+		if i%3 == 0 {
+			exp = clk.Now().Add(48 * time.Hour)
+		}
+		if err := s.WriteSlot(ctx, gridtest.SI(), gridtest.Enabler("w"), []grid.SlotShare{{Shnum: 0, Seq: 1, Data: []byte{byte(i)}}}, gridtest.NewLease("x", exp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clk.Advance(2 * time.Hour)
+	got, err := s.Sweep(ctx)
+	if err != nil || got != n-n/3 {
+		t.Fatalf("Sweep = %d, %v; want %d", got, err, n-n/3)
+	}
+	st, _ := s.Stat(ctx)
+	if st.Shares != n/3 {
+		t.Fatalf("Stat.Shares after sweep = %d, want %d", st.Shares, n/3)
+	}
+}
+
+func TestRunSweeps(t *testing.T) {
+	clk := gridtest.NewClock(time.Now())
+	s := open(t, t.TempDir(), boltserver.Options{Now: clk.Now, SweepEvery: time.Millisecond})
+	si := gridtest.SI()
+	if err := s.WriteShare(t.Context(), si, 0, 1, bytes.NewReader([]byte{1}), gridtest.NewLease("x", clk.Now().Add(time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Hour)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	for ctx.Err() == nil { // bounded by ctx
+		l, err := s.ListShares(ctx, si)
+		if err == nil && len(l) == 0 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("Run did not sweep the expired share")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}

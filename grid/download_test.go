@@ -1,0 +1,288 @@
+package grid_test
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/sphere-grid/sphere/caps"
+	"github.com/sphere-grid/sphere/grid"
+	"github.com/sphere-grid/sphere/grid/faultserver"
+	"github.com/sphere-grid/sphere/grid/gridtest"
+)
+
+// subsets calls fn with every subset of {0..n-1} of size r.
+func subsets(n, r int, fn func([]int)) {
+	var rec func(start int, cur []int)
+	rec = func(start int, cur []int) {
+		if len(cur) == r {
+			fn(append([]int(nil), cur...))
+			return
+		}
+		for i := start; i < n; i++ {
+			rec(i+1, append(cur, i))
+		}
+	}
+	rec(0, nil)
+}
+
+func TestDownloadLostServers(t *testing.T) {
+	p := caps.Params{K: 3, Happy: 5, N: 6, SegmentSize: 256}
+	data := gridtest.Data(10, 3*256+17)
+	t.Run("any n-k lost still reads", func(t *testing.T) {
+		c, faults := faultGrid(t, p.N, p, 2*time.Second)
+		cp := upload(t, c, data)
+		count := 0
+		subsets(p.N, p.N-p.K, func(lost []int) {
+			count++
+			for _, i := range lost {
+				faults[i].Set(faultserver.Faults{Vanish: true})
+			}
+			got, err := download(t, c, cp)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Errorf("lost servers %v: err=%v, bytes equal=%v", lost, err, bytes.Equal(got, data))
+			}
+			for _, i := range lost {
+				faults[i].Reset()
+			}
+		})
+		if count != 20 {
+			t.Fatalf("tried %d subsets, want C(6,3)=20", count)
+		}
+	})
+	t.Run("n-k+1 lost fails cleanly", func(t *testing.T) {
+		c, faults := faultGrid(t, p.N, p, 2*time.Second)
+		cp := upload(t, c, data)
+		subsets(p.N, p.N-p.K+1, func(lost []int) {
+			for _, i := range lost {
+				faults[i].Set(faultserver.Faults{Vanish: true})
+			}
+			got, err := download(t, c, cp)
+			if !errors.Is(err, grid.ErrNotEnoughShares) {
+				t.Errorf("lost servers %v: err=%v, want ErrNotEnoughShares", lost, err)
+			}
+			if len(got) != 0 {
+				t.Errorf("lost servers %v: %d bytes written before failing", lost, len(got))
+			}
+			if _, err := c.Open(ctxT(t), cp); !errors.Is(err, grid.ErrNotEnoughShares) {
+				t.Errorf("lost servers %v: Open err=%v, want ErrNotEnoughShares", lost, err)
+			}
+			for _, i := range lost {
+				faults[i].Reset()
+			}
+		})
+	})
+}
+
+func TestDownloadFaults(t *testing.T) {
+	data := gridtest.Data(11, 20*testSegSize+99)
+	cases := []struct {
+		name   string
+		faults func(fs []*faultserver.Server) // applied after upload
+	}{
+		{name: "one server flips every read", faults: func(fs []*faultserver.Server) {
+			fs[0].Set(faultserver.Faults{Flip: faultserver.FlipEvery})
+		}},
+		{name: "seven servers flip every read", faults: func(fs []*faultserver.Server) {
+			for _, f := range fs[:7] {
+				f.Set(faultserver.Faults{Flip: faultserver.FlipEvery})
+			}
+		}},
+		{name: "data blocks flipped at one offset", faults: func(fs []*faultserver.Server) {
+			for _, f := range fs {
+				f.Set(faultserver.Faults{Flip: faultserver.FlipAtOffset, FlipOffset: caps.ShareHeaderSize + 5})
+			}
+		}},
+		{name: "two servers hang", faults: func(fs []*faultserver.Server) {
+			fs[2].Set(faultserver.Faults{Hang: true})
+			fs[5].Set(faultserver.Faults{Hang: true})
+		}},
+		{name: "slow servers", faults: func(fs []*faultserver.Server) {
+			for _, f := range fs[:5] {
+				f.Set(faultserver.Faults{Latency: 20 * time.Millisecond})
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, faults := faultGrid(t, 10, testParams(), 300*time.Millisecond)
+			cp := upload(t, c, data)
+			tc.faults(faults)
+			got, err := download(t, c, cp)
+			switch {
+			case err == nil:
+				if !bytes.Equal(got, data) {
+					t.Fatalf("download returned wrong bytes without an error")
+				}
+			case errors.Is(err, grid.ErrNotEnoughShares) || errors.Is(err, grid.ErrCorrupt):
+				t.Logf("clean integrity error: %v", err)
+				if !bytes.Equal(got, data[:len(got)]) {
+					t.Fatalf("bytes written before the error are not the file's")
+				}
+			default:
+				t.Fatalf("download: %v", err)
+			}
+			// With at most n-k servers bad the read must succeed.
+			if tc.name != "data blocks flipped at one offset" && err != nil {
+				t.Fatalf("download with recoverable faults failed: %v", err)
+			}
+		})
+	}
+}
+
+func TestDownloadAllCorruptNoPlaintext(t *testing.T) {
+	c, faults := faultGrid(t, 10, testParams(), time.Second)
+	data := gridtest.Data(12, 4*testSegSize)
+	cp := upload(t, c, data)
+	for _, f := range faults {
+		f.Set(faultserver.Faults{Flip: faultserver.FlipEvery})
+	}
+	got, err := download(t, c, cp)
+	if !errors.Is(err, grid.ErrNotEnoughShares) {
+		t.Fatalf("download from all-corrupt servers: %v, want ErrNotEnoughShares", err)
+	}
+	if len(got) != 0 {
+		t.Fatalf("%d bytes written from corrupt shares", len(got))
+	}
+}
+
+func TestReadAtRandom(t *testing.T) {
+	c, faults := faultGrid(t, 10, testParams(), time.Second)
+	data := gridtest.Data(13, 37*testSegSize+1234)
+	cp := upload(t, c, data)
+	faults[3].Set(faultserver.Faults{Flip: faultserver.FlipEvery})
+	f, err := c.Open(ctxT(t), cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 300 {
+		off := rng.Int64N(int64(len(data)) + 10)
+		n := rng.IntN(3 * testSegSize)
+		buf := make([]byte, n)
+		got, err := f.ReadAt(buf, off)
+		wantN := max(0, min(n, len(data)-int(off)))
+		if got != wantN {
+			t.Fatalf("read %d: ReadAt(%d bytes at %d) = %d, %v; want %d", i, n, off, got, err, wantN)
+		}
+		if wantN < n && err != io.EOF {
+			t.Fatalf("read %d: short ReadAt returned err %v, want io.EOF", i, err)
+		}
+		if wantN == n && err != nil {
+			t.Fatalf("read %d: ReadAt: %v", i, err)
+		}
+		if !bytes.Equal(buf[:got], data[off:off+int64(got)]) {
+			t.Fatalf("read %d: ReadAt(%d bytes at %d) returned wrong bytes", i, n, off)
+		}
+	}
+	// Seek + Read agree with ReadAt.
+	if _, err := f.Seek(-100, io.SeekEnd); err != nil {
+		t.Fatal(err)
+	}
+	tail, err := io.ReadAll(f)
+	if err != nil || !bytes.Equal(tail, data[len(data)-100:]) {
+		t.Fatalf("Seek(-100, end)+ReadAll: %v, equal=%v", err, bytes.Equal(tail, data[len(data)-100:]))
+	}
+}
+
+// TestReadAtFetchesOnlyCoveringSegments proves random access: a small read
+// in a big file costs about k block reads, not the file.
+func TestReadAtFetchesOnlyCoveringSegments(t *testing.T) {
+	c, faults := faultGrid(t, 10, testParams(), time.Second)
+	data := gridtest.Data(14, 100*testSegSize)
+	cp := upload(t, c, data)
+	f, err := c.Open(ctxT(t), cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	before := int64(0)
+	for _, fs := range faults {
+		before += fs.Calls("ReadShare")
+	}
+	buf := make([]byte, 100)
+	if _, err := f.ReadAt(buf, 50*testSegSize+10); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(buf, data[50*testSegSize+10:][:100]) {
+		t.Fatal("wrong bytes")
+	}
+	after := int64(0)
+	for _, fs := range faults {
+		after += fs.Calls("ReadShare")
+	}
+	if reads := after - before; reads != int64(testParams().K) {
+		t.Errorf("one small read made %d block reads, want k=%d", reads, testParams().K)
+	}
+}
+
+func TestOpenWrongCap(t *testing.T) {
+	c, _ := faultGrid(t, 10, testParams(), time.Second)
+	data := gridtest.Data(15, 2*testSegSize)
+	cp := upload(t, c, data).(caps.CHKCap)
+	cases := []struct {
+		name string
+		cap  caps.Cap
+		want error
+	}{
+		{name: "never uploaded", cap: caps.CHKCap{Key: [16]byte{1}, K: 3, N: 10, Size: 5000}, want: grid.ErrNotEnoughShares},
+		{name: "wrong root", cap: func() caps.Cap { x := cp; x.Root[0] ^= 1; return x }(), want: grid.ErrNotEnoughShares},
+		{name: "wrong size", cap: func() caps.Cap { x := cp; x.Size++; return x }(), want: grid.ErrNotEnoughShares},
+		{name: "verify cap", cap: cp.VerifyCap(), want: nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.Open(ctxT(t), tc.cap)
+			if err == nil {
+				t.Fatal("Open succeeded")
+			}
+			if tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("Open: %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestDownloadPrefersFastServers: servers holding the data shares turn slow;
+// the download fetches blocks from the others (and reconstructs) instead.
+func TestDownloadPrefersFastServers(t *testing.T) {
+	c, faults := faultGrid(t, 10, testParams(), 5*time.Second)
+	byID := faultByID(faults)
+	data := gridtest.Data(16, 30*testSegSize)
+	cp := upload(t, c, data)
+	rep, err := c.Check(ctxT(t), cp, grid.CheckOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := map[string]bool{}
+	for shnum := range testParams().K {
+		id := holderOf(t, rep, shnum)
+		slow[id] = true
+		byID[id].Set(faultserver.Faults{Latency: 100 * time.Millisecond})
+	}
+	before := map[string]int64{}
+	for _, f := range faults {
+		before[f.ID().String()] = f.Calls("ReadShare")
+	}
+	got, err := download(t, c, cp)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("download: %v", err)
+	}
+	var slowReads, allReads int64
+	for _, f := range faults {
+		n := f.Calls("ReadShare") - before[f.ID().String()]
+		allReads += n
+		if slow[f.ID().String()] {
+			slowReads += n
+		}
+	}
+	// Open reads header and trailer everywhere (2 per server); beyond that
+	// the slow servers should see (almost) nothing.
+	if slowReads > 2*3+3 {
+		t.Errorf("slow servers got %d of %d reads", slowReads, allReads)
+	}
+}

@@ -1,0 +1,518 @@
+package grid
+
+// Mutable files and directories on the grid: create, publish, retrieve the
+// newest version, read-modify-write with retry, and lease renewal. The share
+// format is caps' (docs/spec/mutable.md); this file decides where shares go
+// and which version wins.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sphere-grid/sphere/caps"
+)
+
+// Version names one published version of a mutable file.
+type Version struct {
+	Seq  uint64
+	Root [32]byte // Merkle root of the version's shares, signed by the writer
+}
+
+var (
+	// ErrRollback: every version the servers offer is older than one this
+	// client has already seen; they (or an attacker between us and them)
+	// roll the file back. Nothing is returned.
+	ErrRollback = errors.New("mutable file rolled back")
+	// ErrConflict is caps.ErrConflict: a Modify function returns it (or a
+	// *caps.ConflictError) when its change collides with a concurrent one,
+	// and Modify returns it unchanged.
+	ErrConflict = caps.ErrConflict
+	// errNotMutable: the cap given is not a mutable one of the needed kind.
+	errNotMutable = errors.New("not a mutable cap")
+)
+
+// SeqStore remembers, per storage index, the highest sequence number this
+// client has retrieved or published, so that Retrieve can refuse older
+// data. Implementations must be safe for concurrent use; the CLI may persist
+// it across runs.
+type SeqStore interface {
+	// Seen returns the highest sequence number recorded for si, 0 if none.
+	Seen(si caps.StorageIndex) uint64
+	// Observe raises the number recorded for si to seq if seq is higher.
+	Observe(si caps.StorageIndex, seq uint64)
+}
+
+// MemSeqStore is a SeqStore in memory.
+type MemSeqStore struct {
+	mu sync.Mutex
+	m  map[caps.StorageIndex]uint64
+}
+
+// NewMemSeqStore returns an empty in-memory SeqStore.
+func NewMemSeqStore() *MemSeqStore { return &MemSeqStore{m: make(map[caps.StorageIndex]uint64)} }
+
+// Seen implements SeqStore.
+func (s *MemSeqStore) Seen(si caps.StorageIndex) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[si]
+}
+
+// Observe implements SeqStore.
+func (s *MemSeqStore) Observe(si caps.StorageIndex, seq uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if seq > s.m[si] {
+		s.m[si] = seq
+	}
+}
+
+// Retry bounds of Publish and Modify when concurrent writers collide.
+const (
+	maxMutableAttempts = 8
+	mutableBackoffBase = 5 * time.Millisecond
+	mutableBackoffMax  = 200 * time.Millisecond
+	// Waiting for another writer's version in flight: steps of about
+	// mutableWaitStep, at most maxMutableWaits of them (and at most the
+	// request timeout in all).
+	mutableWaitStep = 20 * time.Millisecond
+	maxMutableWaits = 500
+)
+
+// CreateMutable creates a mutable file (or, with dir, a directory whose
+// content should be a caps directory table) holding content as version 1,
+// under a fresh random key. It returns the write cap (caps.MutableWriteCap).
+func (c *Client) CreateMutable(ctx context.Context, content []byte, dir bool) (caps.Cap, error) {
+	wc, err := caps.NewMutableWriteCap(rand.Reader, dir)
+	if err != nil {
+		return nil, fmt.Errorf("create mutable: %w", err)
+	}
+	if _, err := c.publishAt(ctx, wc, content, 1); err != nil {
+		return nil, fmt.Errorf("create mutable: %w", err)
+	}
+	return wc, nil
+}
+
+// Publish replaces the content of the mutable file wc names with content,
+// whatever is there now, as a version numbered above every version any
+// server holds. Use Modify to change content without overwriting a
+// concurrent writer's change.
+func (c *Client) Publish(ctx context.Context, wc caps.MutableWriteCap, content []byte) (Version, error) {
+	si := wc.StorageIndex()
+	var lastErr error
+	for attempt := range maxMutableAttempts {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return Version{}, fmt.Errorf("publish %v: %w", si, err)
+			}
+		}
+		st := c.mapSlot(ctx, wc.VerifyCap())
+		if err := c.enoughServers(si, st); err != nil {
+			return Version{}, fmt.Errorf("publish: %w", err)
+		}
+		seq := max(st.maxSeq, c.seqs.Seen(si)) + 1
+		v, err := c.publishAt(ctx, wc, content, seq)
+		if err == nil {
+			return v, nil
+		}
+		if !errors.Is(err, ErrStale) {
+			return Version{}, fmt.Errorf("publish: %w", err)
+		}
+		lastErr = err
+	}
+	return Version{}, fmt.Errorf("publish %v: gave up after %d attempts: %w", si, maxMutableAttempts, lastErr)
+}
+
+// Retrieve returns the newest version of the mutable file c names (a write
+// or read cap) that it can fully rebuild from verified shares. It asks every
+// server at once. Among versions with the same sequence number it takes the
+// one with the higher root, so every reader picks the same one. If that
+// version is older than one this client saw before, it returns ErrRollback.
+func (c *Client) Retrieve(ctx context.Context, cp caps.Cap) ([]byte, Version, error) {
+	rc, ok := caps.MutableReadCapOf(cp)
+	if !ok {
+		return nil, Version{}, fmt.Errorf("retrieve: want a mutable write or read cap, have %s: %w", kindOf(cp), errNotMutable)
+	}
+	content, v, _, err := c.retrieve(ctx, rc)
+	return content, v, err
+}
+
+// Modify changes the mutable file wc names with fn, read-modify-write: it
+// retrieves the newest version, calls fn with its content (fn may keep or
+// change the slice) and publishes the result as the next version. If
+// another writer published first (a server answers ErrStale), it retrieves
+// again and calls fn again on the newer content, up to 8 times with random
+// backoff, so fn must apply "my change to whatever is there now" (see
+// caps.Table.Apply). An error from fn, such as ErrConflict, is returned
+// unchanged and nothing is published. If fn returns the content unchanged,
+// nothing is published.
+//
+// The new version is numbered exactly one above the version fn saw, so a
+// server that already holds a concurrent writer's version refuses it (a
+// compare-and-swap per server), and Modify succeeds only if no server
+// refused: a successful Modify is never overwritten by a writer that did
+// not see it. A newer version that cannot be rebuilt (fewer than k shares:
+// a write in flight, or one abandoned half-way) is waited for up to the
+// request timeout, then stepped over.
+func (c *Client) Modify(ctx context.Context, wc caps.MutableWriteCap, fn func(old []byte, v Version) ([]byte, error)) (Version, error) {
+	rc := wc.ReadCap()
+	si := rc.StorageIndex()
+	mine := make(map[[32]byte]bool) // roots this call published
+	var lastErr error
+	var blockedSince time.Time
+	waits := 0
+	for attempt := 0; attempt < maxMutableAttempts; {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return Version{}, fmt.Errorf("modify %v: %w", si, err)
+			}
+		}
+		old, v, st, err := c.retrieve(ctx, rc)
+		if err != nil {
+			return Version{}, fmt.Errorf("modify: %w", err)
+		}
+		if err := c.enoughServers(si, st); err != nil {
+			return Version{}, fmt.Errorf("modify: %w", err)
+		}
+		seq := v.Seq + 1
+		if st.maxSeq > v.Seq {
+			// Someone is writing a newer version (or gave up half-way).
+			// Building on v now could overwrite their change once they
+			// finish, so wait for it; step over it only when it has stayed
+			// unrecoverable longer than any of their requests may take.
+			if blockedSince.IsZero() {
+				blockedSince = time.Now()
+			}
+			if time.Since(blockedSince) < c.timeout && waits < maxMutableWaits {
+				waits++
+				if err := sleepJitter(ctx, mutableWaitStep); err != nil {
+					return Version{}, fmt.Errorf("modify %v: %w", si, err)
+				}
+				continue
+			}
+			c.log.Info("Stepping over an unrecoverable newer mutable version", "si", si, "seq", st.maxSeq, "recoverable", v.Seq)
+			seq = st.maxSeq + 1
+		}
+		attempt++
+		var next []byte
+		if mine[v.Root] {
+			// Our own earlier attempt won the race on enough servers to be
+			// the version every reader picks: the change is in. Publish it
+			// again, numbered higher, so that it is on every server.
+			next = old
+		} else {
+			orig := bytes.Clone(old)
+			if next, err = fn(old, v); err != nil {
+				return Version{}, err
+			}
+			if attempt == 1 && bytes.Equal(next, orig) {
+				return v, nil
+			}
+		}
+		nv, err := c.publishAt(ctx, wc, next, seq)
+		if err == nil {
+			return nv, nil
+		}
+		if !errors.Is(err, ErrStale) {
+			return Version{}, fmt.Errorf("modify: %w", err)
+		}
+		mine[nv.Root] = true
+		lastErr = err
+		c.log.Debug("Mutable write raced, retrying", "si", si, "attempt", attempt)
+	}
+	return Version{}, fmt.Errorf("modify %v: gave up after %d attempts: %w", si, maxMutableAttempts, lastErr)
+}
+
+// RenewMutable adds this client's lease to the shares of the mutable file
+// cp names (any mutable cap) on every server that holds some, and returns
+// how many servers renewed. None is an ErrNotFound error.
+func (c *Client) RenewMutable(ctx context.Context, cp caps.Cap) (int, error) {
+	vc, ok := caps.MutableVerifyCapOf(cp)
+	if !ok {
+		return 0, fmt.Errorf("renew: want a mutable cap, have %s: %w", kindOf(cp), errNotMutable)
+	}
+	si := vc.SI
+	errs := make([]error, len(c.servers))
+	var wg sync.WaitGroup
+	for i, s := range c.servers {
+		wg.Go(func() {
+			rctx, cancel := context.WithTimeout(ctx, c.timeout)
+			defer cancel()
+			errs[i] = s.AddLease(rctx, si, c.lease(si, s.ID()))
+		})
+	}
+	wg.Wait()
+	renewed := 0
+	var firstErr error
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			renewed++
+		case errors.Is(err, ErrNotFound):
+		default:
+			c.log.Debug("Mutable lease renewal failed", "si", si, "server", c.servers[i].ID().String(), "err", err)
+			if firstErr == nil {
+				firstErr = fmt.Errorf("server %v: %w", c.servers[i].ID(), err)
+			}
+		}
+	}
+	if renewed == 0 {
+		if firstErr != nil {
+			return 0, fmt.Errorf("renew %v: no server renewed: %w", si, firstErr)
+		}
+		return 0, fmt.Errorf("renew %v: no server holds shares: %w", si, ErrNotFound)
+	}
+	return renewed, nil
+}
+
+// backoff sleeps a random time that grows with attempt, or until ctx ends.
+func backoff(ctx context.Context, attempt int) error {
+	return sleepJitter(ctx, min(mutableBackoffBase<<attempt, mutableBackoffMax))
+}
+
+// sleepJitter sleeps between 1 ms and limit+1 ms, or until ctx ends.
+func sleepJitter(ctx context.Context, limit time.Duration) error {
+	n, err := rand.Int(rand.Reader, big.NewInt(int64(limit)))
+	if err != nil {
+		return fmt.Errorf("backoff: %w", err)
+	}
+	t := time.NewTimer(time.Duration(n.Int64()) + time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// enoughServers refuses to write when fewer than Happy servers answered the
+// read just before: the write would fail anyway, and the shares it did
+// replace would leave the old version unrecoverable too.
+func (c *Client) enoughServers(si caps.StorageIndex, st *slotState) error {
+	if st.servers < c.params.Happy {
+		return fmt.Errorf("%v: only %d servers answered, not writing: %w", si, st.servers, notHappy(st.servers, c.params.Happy))
+	}
+	return nil
+}
+
+// slotState is what one round of ReadSlot over every server found.
+type slotState struct {
+	versions []*versionShares // one per (seq, root)
+	maxSeq   uint64           // highest seq of any verified share
+	servers  int              // servers that answered
+	corrupt  int              // shares that failed verification
+}
+
+// versionShares gathers the verified shares of one version.
+type versionShares struct {
+	v      Version
+	header []byte
+	shares map[int]*caps.MutableShare // by shnum
+}
+
+func (vs *versionShares) list() []*caps.MutableShare {
+	out := make([]*caps.MutableShare, 0, len(vs.shares))
+	for _, sh := range vs.shares {
+		out = append(out, sh)
+	}
+	slices.SortFunc(out, func(a, b *caps.MutableShare) int { return a.Shnum - b.Shnum })
+	return out
+}
+
+// mapSlot reads slot vc.SI from every server in parallel (each request
+// bounded by the client's timeout) and verifies every share it gets.
+func (c *Client) mapSlot(ctx context.Context, vc caps.MutableVerifyCap) *slotState {
+	type answer struct {
+		shares []SlotShare
+		err    error
+	}
+	answers := make([]answer, len(c.servers))
+	var wg sync.WaitGroup
+	for i, s := range c.servers {
+		wg.Go(func() {
+			rctx, cancel := context.WithTimeout(ctx, c.timeout)
+			defer cancel()
+			ss, err := s.ReadSlot(rctx, vc.SI)
+			answers[i] = answer{ss, err}
+		})
+	}
+	wg.Wait()
+
+	st := &slotState{}
+	byVersion := make(map[Version]*versionShares)
+	for i, a := range answers {
+		if a.err != nil {
+			c.log.Debug("Mutable slot read failed", "si", vc.SI, "server", c.servers[i].ID().String(), "err", a.err)
+			continue
+		}
+		st.servers++
+		for _, raw := range a.shares {
+			sh, err := caps.ParseMutableShare(vc, raw.Data)
+			if err == nil && sh.Shnum != raw.Shnum {
+				err = fmt.Errorf("share claims number %d, stored as %d: %w", sh.Shnum, raw.Shnum, caps.ErrFormat)
+			}
+			if err != nil {
+				st.corrupt++
+				c.log.Debug("Mutable share rejected", "si", vc.SI, "server", c.servers[i].ID().String(), "shnum", raw.Shnum, "err", err)
+				continue
+			}
+			st.maxSeq = max(st.maxSeq, sh.Seq)
+			v := Version{Seq: sh.Seq, Root: sh.Root}
+			vs := byVersion[v]
+			if vs == nil {
+				vs = &versionShares{v: v, header: sh.Header, shares: make(map[int]*caps.MutableShare)}
+				byVersion[v] = vs
+				st.versions = append(st.versions, vs)
+			}
+			// Only a misbehaving writer signs two headers with one root;
+			// keep the first (servers are scanned in a fixed order).
+			if bytes.Equal(vs.header, sh.Header) && vs.shares[sh.Shnum] == nil {
+				vs.shares[sh.Shnum] = sh
+			}
+		}
+	}
+	// Newest first; on equal seq the higher root, so every reader agrees.
+	slices.SortFunc(st.versions, func(a, b *versionShares) int {
+		if a.v.Seq != b.v.Seq {
+			if a.v.Seq > b.v.Seq {
+				return -1
+			}
+			return 1
+		}
+		return -bytes.Compare(a.v.Root[:], b.v.Root[:])
+	})
+	return st
+}
+
+// retrieve returns the newest version it can rebuild, with the slot state
+// it was chosen from.
+func (c *Client) retrieve(ctx context.Context, rc caps.MutableReadCap) ([]byte, Version, *slotState, error) {
+	si := rc.StorageIndex()
+	st := c.mapSlot(ctx, rc.VerifyCap())
+	if err := ctx.Err(); err != nil {
+		return nil, Version{}, st, fmt.Errorf("retrieve %v: %w", si, err)
+	}
+	var lastErr error
+	for _, vs := range st.versions {
+		k := 0
+		for _, sh := range vs.shares {
+			k = sh.K
+			break
+		}
+		if len(vs.shares) < k {
+			continue
+		}
+		content, err := caps.DecodeMutable(rc, vs.list())
+		if err != nil {
+			// Signed by the writer yet undecodable: a buggy or hostile
+			// writer. Try the next version rather than fail.
+			c.log.Warn("Mutable version undecodable", "si", si, "seq", vs.v.Seq, "err", err)
+			lastErr = err
+			continue
+		}
+		if seen := c.seqs.Seen(si); vs.v.Seq < seen {
+			return nil, Version{}, st, fmt.Errorf("retrieve %v: newest recoverable version is seq %d, but seq %d was seen before: %w",
+				si, vs.v.Seq, seen, ErrRollback)
+		}
+		c.seqs.Observe(si, vs.v.Seq)
+		return content, vs.v, st, nil
+	}
+	if len(st.versions) == 0 && st.corrupt == 0 {
+		if st.servers == 0 {
+			return nil, Version{}, st, fmt.Errorf("retrieve %v: no server answered: %w", si, ErrNotEnoughShares)
+		}
+		return nil, Version{}, st, fmt.Errorf("retrieve %v: no shares on %d servers: %w", si, st.servers, ErrNotFound)
+	}
+	best := 0
+	for _, vs := range st.versions {
+		best = max(best, len(vs.shares))
+	}
+	err := fmt.Errorf("retrieve %v: no version recoverable (%d versions, at most %d verified shares of one, %d shares rejected, %d of %d servers answered): %w",
+		si, len(st.versions), best, st.corrupt, st.servers, len(c.servers), ErrNotEnoughShares)
+	if lastErr != nil {
+		err = fmt.Errorf("%w (last decode error: %v)", err, lastErr)
+	}
+	return nil, Version{}, st, err
+}
+
+// publishAt encodes content as version seq and writes its n shares to the
+// permuted ring of the slot, every server's shares in one atomic WriteSlot
+// under that server's write enabler. It succeeds when shares reached at
+// least Happy distinct servers and no server refused the write as stale;
+// otherwise the error wraps ErrStale (someone published seq or higher
+// first) or ErrNotHappy. The returned Version is set even on error.
+func (c *Client) publishAt(ctx context.Context, wc caps.MutableWriteCap, content []byte, seq uint64) (Version, error) {
+	p := c.params
+	shares, root, err := caps.EncodeMutable(wc, seq, content, p.K, p.N, rand.Reader)
+	if err != nil {
+		return Version{}, fmt.Errorf("encode: %w", err)
+	}
+	v := Version{Seq: seq, Root: root}
+	si := wc.StorageIndex()
+	ring := PermutedRing(si, c.servers)
+	assigned := assignShares(ring, p.N)
+	type target struct {
+		srv    Server
+		writes []SlotShare
+	}
+	var targets []*target
+	byID := make(map[ServerID]*target)
+	for shnum, srv := range assigned {
+		t := byID[srv.ID()]
+		if t == nil {
+			t = &target{srv: srv}
+			byID[srv.ID()] = t
+			targets = append(targets, t)
+		}
+		t.writes = append(t.writes, SlotShare{Shnum: shnum, Seq: seq, Data: shares[shnum]})
+	}
+	errs := make([]error, len(targets))
+	var wg sync.WaitGroup
+	for i, t := range targets {
+		wg.Go(func() {
+			rctx, cancel := context.WithTimeout(ctx, c.timeout)
+			defer cancel()
+			id := t.srv.ID()
+			we := WriteEnabler(caps.WriteEnabler(wc, []byte(id)))
+			errs[i] = t.srv.WriteSlot(rctx, si, we, t.writes, c.lease(si, id))
+		})
+	}
+	wg.Wait()
+	ok := 0
+	var stale, other error
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrStale):
+			if stale == nil {
+				stale = fmt.Errorf("server %v: %w", targets[i].srv.ID(), err)
+			}
+		default:
+			c.log.Debug("Mutable share write failed", "si", si, "server", targets[i].srv.ID().String(), "err", err)
+			if other == nil {
+				other = fmt.Errorf("server %v: %w", targets[i].srv.ID(), err)
+			}
+		}
+	}
+	if stale != nil {
+		return v, fmt.Errorf("publish %v seq %d: a concurrent writer published first: %w", si, seq, stale)
+	}
+	if want := p.Happy; ok < want {
+		err := notHappy(ok, want)
+		if other != nil {
+			err = fmt.Errorf("%w (first failure: %v)", err, other)
+		}
+		return v, fmt.Errorf("publish %v seq %d: %w", si, seq, err)
+	}
+	c.seqs.Observe(si, seq)
+	return v, nil
+}

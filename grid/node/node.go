@@ -1,0 +1,467 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"github.com/sphere-grid/sphere/grid"
+)
+
+// Config configures a Node. Paths are usually inside the node's home.
+type Config struct {
+	// Identity is the node's persistent libp2p key (required).
+	Identity crypto.PrivKey
+	// GridKey is the grid's 32-byte private-network key (required): peers
+	// without it cannot complete a connection.
+	GridKey []byte
+	// Listen are libp2p multiaddrs to listen on. A private network runs
+	// over TCP only (libp2p's QUIC has no private-network support).
+	Listen []string
+	// StorageDir is where the node keeps the shares it stores for the
+	// grid ("" : the node stores nothing itself, as under `sphere up`,
+	// where the local servers store).
+	StorageDir string
+	// Quota bounds the bytes stored in StorageDir (0: no limit).
+	Quota int64
+	// Bootstrap are peers to connect to at start (from invites).
+	Bootstrap []peer.AddrInfo
+	// PeersFile persists known members ("" : not persisted).
+	PeersFile string
+	// ControlFile is where the control API's address and token are
+	// published while the node runs ("" : no control API).
+	ControlFile string
+	// LocalServers are in-process storage peers, each its own libp2p
+	// host on 127.0.0.1 (the embedded grid of `sphere up`).
+	LocalServers []LocalServer
+	// DHT switches on Kademlia discovery under the "/sphere" prefix,
+	// bootstrapped only from known members.
+	DHT bool
+	// HolePunching switches on libp2p hole punching (off by default).
+	HolePunching bool
+	// Grace is how long a share outlives its last lease before the
+	// sweeper deletes it (zero: the store's default).
+	Grace time.Duration
+	// Now is the clock of leases and the sweeper (nil: time.Now).
+	Now func() time.Time
+	// SweepEvery is how often expired shares are collected (zero: the
+	// store's default, one hour).
+	SweepEvery time.Duration
+	// RefreshInterval is how often known members are re-dialled (zero: 5 s).
+	RefreshInterval time.Duration
+	Logger          *slog.Logger
+}
+
+// LocalServer is one in-process storage peer of the embedded grid.
+type LocalServer struct {
+	Dir      string
+	Identity crypto.PrivKey
+	Quota    int64
+}
+
+// Node is a running grid member: a libp2p host that serves its store(s),
+// keeps connected to the grid's members and answers the control API.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	host    host.Host
+	store   *servedStore // nil without StorageDir
+	locals  []*localPeer
+	book    *book
+	members *membership
+	dht     *dht.IpfsDHT
+	started time.Time
+
+	readyOnce sync.Once
+	ready     chan struct{}
+	closeOnce sync.Once
+}
+
+type localPeer struct {
+	host  host.Host
+	store *servedStore
+}
+
+// newHost builds a libp2p host for the grid: private network over TCP,
+// TLS or Noise, the storage protocol's resource limits, no relay, no
+// mDNS, no public bootstrap.
+func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool) (host.Host, error) {
+	if len(psk) != PSKSize {
+		return nil, fmt.Errorf("grid key size: want=%d have=%d", PSKSize, len(psk))
+	}
+	rm, err := newResourceManager()
+	if err != nil {
+		return nil, err
+	}
+	opts := []libp2p.Option{
+		libp2p.PrivateNetwork(pnet.PSK(psk)),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.DisableRelay(),
+		libp2p.DisableMetrics(),
+		libp2p.ResourceManager(rm),
+	}
+	if priv != nil {
+		opts = append(opts, libp2p.Identity(priv))
+	}
+	if len(listen) == 0 {
+		opts = append(opts, libp2p.NoListenAddrs)
+	} else {
+		opts = append(opts, libp2p.ListenAddrStrings(listen...))
+	}
+	if holePunch {
+		opts = append(opts, libp2p.EnableHolePunching())
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		_ = rm.Close()
+		return nil, fmt.Errorf("libp2p host: %w", err)
+	}
+	return h, nil
+}
+
+// NewClientHost returns a libp2p host that only dials: a random identity
+// on the grid's private network, for short-lived CLI processes.
+func NewClientHost(psk []byte) (host.Host, error) {
+	return newHost(nil, psk, nil, false)
+}
+
+// New opens the node's stores and starts its libp2p hosts; Serve runs it.
+func New(cfg Config) (*Node, error) {
+	if cfg.Identity == nil {
+		return nil, errors.New("node: no identity")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.RefreshInterval <= 0 {
+		cfg.RefreshInterval = 5 * time.Second
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), started: time.Now()}
+	ok := false
+	defer func() {
+		if !ok {
+			n.close()
+		}
+	}()
+	var err error
+	if n.host, err = newHost(cfg.Identity, cfg.GridKey, cfg.Listen, cfg.HolePunching); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.log = n.log.With("peer", shortID(n.host.ID()))
+	if cfg.StorageDir != "" {
+		if n.store, err = openServedStore(n.host, cfg.StorageDir, cfg.Quota, cfg, n.log); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	if err := n.openLocals(); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.book, err = newBook(cfg.PeersFile, n.host.ID()); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if _, changed := n.book.add(cfg.Bootstrap); changed {
+		if err := n.book.save(); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	n.members = newMembership(n.host, n.book, n.log, n.selfInfo)
+	n.host.SetStreamHandler(PeersProtocol, n.members.handle)
+	ok = true
+	return n, nil
+}
+
+// openLocals starts the embedded grid's peers in parallel (each opens a
+// bbolt store and a libp2p host), then connects the node to them.
+func (n *Node) openLocals() error {
+	n.locals = make([]*localPeer, len(n.cfg.LocalServers))
+	errs := make([]error, len(n.cfg.LocalServers))
+	var wg sync.WaitGroup
+	for i, ls := range n.cfg.LocalServers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h, err := newHost(ls.Identity, n.cfg.GridKey, []string{"/ip4/127.0.0.1/tcp/0"}, false)
+			if err != nil {
+				errs[i] = fmt.Errorf("local server %d: %w", i, err)
+				return
+			}
+			st, err := openServedStore(h, ls.Dir, ls.Quota, n.cfg, n.log.With("local", i))
+			if err != nil {
+				h.Close()
+				errs[i] = fmt.Errorf("local server %d: %w", i, err)
+				return
+			}
+			n.locals[i] = &localPeer{host: h, store: st}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ID returns the node's peer id.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Host returns the node's libp2p host.
+func (n *Node) Host() host.Host { return n.host }
+
+// Ready is closed once Serve has everything running (and the control file
+// is written).
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+func (n *Node) selfInfo() peer.AddrInfo {
+	return peer.AddrInfo{ID: n.host.ID(), Addrs: n.host.Addrs()}
+}
+
+// StoragePeers lists the storage peers of the grid this node can reach:
+// itself (when it stores), its local servers, and connected members.
+func (n *Node) StoragePeers() []peer.AddrInfo {
+	var out []peer.AddrInfo
+	if n.store != nil {
+		out = append(out, n.selfInfo())
+	}
+	for _, lp := range n.locals {
+		if lp != nil {
+			out = append(out, peer.AddrInfo{ID: lp.host.ID(), Addrs: lp.host.Addrs()})
+		}
+	}
+	for _, ai := range n.book.list() {
+		if n.host.Network().Connectedness(ai.ID) == network.Connected {
+			out = append(out, ai)
+		}
+	}
+	return out
+}
+
+// Join connects to an invite's peers and remembers them. The invite must
+// be for this node's grid.
+func (n *Node) Join(ctx context.Context, inv Invite) (int, error) {
+	if !bytes.Equal(inv.PSK, n.cfg.GridKey) {
+		return 0, errors.New("join: the invite is for another grid; restart the node to switch to it")
+	}
+	n.book.add(inv.Peers)
+	if err := n.book.save(); err != nil {
+		return 0, fmt.Errorf("join: %w", err)
+	}
+	connected := 0
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, ai := range inv.Peers {
+		if ai.ID == n.host.ID() {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.members.connect(ctx, ai); err != nil {
+				n.log.Warn("Joining peer failed", "member", shortID(ai.ID), "err", err)
+				return
+			}
+			mu.Lock()
+			connected++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if connected == 0 {
+		return 0, errors.New("join: could not reach any peer of the invite (saved; will retry)")
+	}
+	return connected, nil
+}
+
+// Status reports the node's peers and storage.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	st := Status{
+		PeerID: n.host.ID().String(), Addrs: FormatAddrs([]peer.AddrInfo{n.selfInfo()}),
+		LocalServers: len(n.locals), Started: n.started, Connected: []string{},
+	}
+	members := n.book.list()
+	st.Members = len(members)
+	for _, ai := range members {
+		if n.host.Network().Connectedness(ai.ID) == network.Connected {
+			st.Connected = append(st.Connected, ai.ID.String())
+		}
+	}
+	stores := []*servedStore{}
+	if n.store != nil {
+		stores = append(stores, n.store)
+	}
+	for _, lp := range n.locals {
+		if lp != nil {
+			stores = append(stores, lp.store)
+		}
+	}
+	soon := n.cfg.Now().Add(7 * 24 * time.Hour)
+	for _, s := range stores {
+		gs, err := s.Stat(ctx)
+		if err != nil {
+			return Status{}, fmt.Errorf("status: %w", err)
+		}
+		st.Shares += gs.Shares
+		st.Used += gs.Used
+		if gs.Quota > 0 {
+			st.Quota += gs.Quota
+		}
+		exp, err := s.expiring(ctx, soon)
+		if err != nil {
+			st.ExpiringSoon = -1
+		} else if st.ExpiringSoon >= 0 {
+			st.ExpiringSoon += exp
+		}
+	}
+	return st, nil
+}
+
+// Serve runs the node until ctx ends: it publishes the control file,
+// keeps members connected, sweeps expired leases, and on return closes
+// everything and removes the control file.
+func (n *Node) Serve(ctx context.Context) error {
+	defer n.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	if n.cfg.DHT {
+		if err := n.startDHT(ctx); err != nil {
+			return err
+		}
+	}
+	for _, s := range n.allStores() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx)
+		}()
+	}
+	// Connect the node to its local servers so they count as connected.
+	for _, lp := range n.locals {
+		_ = n.host.Connect(ctx, peer.AddrInfo{ID: lp.host.ID(), Addrs: lp.host.Addrs()})
+	}
+	if n.cfg.ControlFile != "" {
+		if c, err := DialControl(ctx, n.cfg.ControlFile); err == nil {
+			return fmt.Errorf("node: another node is running for this home (pid %d, control file %s)", c.File.PID, n.cfg.ControlFile)
+		}
+		cf, stop, err := n.startControl(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		raw, _ := json.MarshalIndent(cf, "", "  ")
+		if err := writeFileAtomic(n.cfg.ControlFile, append(raw, '\n')); err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		defer os.Remove(n.cfg.ControlFile)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		n.members.run(ctx, n.cfg.RefreshInterval)
+	}()
+	n.log.Info("Node ready", "addrs", FormatAddrs([]peer.AddrInfo{n.selfInfo()}),
+		"members", len(n.book.list()), "localServers", len(n.locals), "startup", time.Since(n.started).Round(time.Millisecond))
+	n.readyOnce.Do(func() { close(n.ready) })
+	<-ctx.Done()
+	n.log.Info("Node stopping")
+	return nil
+}
+
+func (n *Node) allStores() []*servedStore {
+	var out []*servedStore
+	if n.store != nil {
+		out = append(out, n.store)
+	}
+	for _, lp := range n.locals {
+		if lp != nil {
+			out = append(out, lp.store)
+		}
+	}
+	return out
+}
+
+// startDHT runs a Kademlia DHT under the grid's own prefix, in server
+// mode, bootstrapped only from known members; members it finds are added
+// to the book by the refresh loop.
+func (n *Node) startDHT(ctx context.Context) error {
+	d, err := dht.New(n.host, dht.Mode(dht.ModeServer), dht.ProtocolPrefix("/sphere"),
+		dht.BootstrapPeers(n.book.list()...))
+	if err != nil {
+		return fmt.Errorf("node: dht: %w", err)
+	}
+	n.dht = d
+	n.members.extra = func() []peer.AddrInfo {
+		var out []peer.AddrInfo
+		for _, p := range d.RoutingTable().ListPeers() {
+			out = append(out, n.host.Peerstore().PeerInfo(p))
+		}
+		return out
+	}
+	if err := d.Bootstrap(ctx); err != nil {
+		return fmt.Errorf("node: dht bootstrap: %w", err)
+	}
+	return nil
+}
+
+// close releases the hosts and stores; Serve calls it on return.
+func (n *Node) close() {
+	n.closeOnce.Do(func() {
+		if n.dht != nil {
+			_ = n.dht.Close()
+		}
+		if n.host != nil {
+			_ = n.host.Close()
+		}
+		if n.store != nil {
+			if err := n.store.Close(); err != nil {
+				n.log.Warn("Closing store failed", "err", err)
+			}
+		}
+		for _, lp := range n.locals {
+			if lp == nil {
+				continue
+			}
+			_ = lp.host.Close()
+			if err := lp.store.Close(); err != nil {
+				n.log.Warn("Closing local store failed", "err", err)
+			}
+		}
+	})
+}
+
+// Close releases a node whose Serve was never called.
+func (n *Node) Close() error {
+	n.close()
+	return nil
+}
+
+func shortID(p peer.ID) string {
+	s := p.String()
+	if len(s) > 8 {
+		return s[len(s)-8:]
+	}
+	return s
+}
+
+var _ = grid.ServerID("")

@@ -1,0 +1,69 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/sphere-grid/sphere/grid"
+	"github.com/sphere-grid/sphere/grid/boltserver"
+	"github.com/sphere-grid/sphere/grid/p2p"
+)
+
+// servedStore is a bbolt store served on a libp2p host.
+type servedStore struct {
+	*boltserver.Server
+	svc *p2p.Service
+	log *slog.Logger
+}
+
+// expiryCounter is an optional ability of a store: count the shares whose
+// leases all end before a time.
+type expiryCounter interface {
+	ExpiringBefore(ctx context.Context, t time.Time) (int, error)
+}
+
+// openServedStore opens the bbolt store in dir under h's identity and
+// serves it on h with the storage protocol.
+func openServedStore(h host.Host, dir string, quota int64, cfg Config, log *slog.Logger) (*servedStore, error) {
+	s, err := boltserver.Open(dir, boltserver.Options{
+		ID: grid.ServerID(h.ID()), Quota: quota, Now: cfg.Now, Grace: cfg.Grace,
+		SweepEvery: cfg.SweepEvery, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	svc := p2p.Serve(h, s, p2p.ServeOptions{Logger: log})
+	return &servedStore{Server: s, svc: svc, log: log}, nil
+}
+
+// run sweeps expired leases until ctx ends.
+func (s *servedStore) run(ctx context.Context) {
+	if err := s.Server.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		s.log.Error("Lease sweeper stopped", "err", err)
+	}
+}
+
+// expiring counts shares whose leases all end before t.
+func (s *servedStore) expiring(ctx context.Context, before time.Time) (int, error) {
+	if ec, ok := any(s.Server).(expiryCounter); ok {
+		return ec.ExpiringBefore(ctx, before)
+	}
+	return 0, errors.New("expiring leases: not implemented by the store")
+}
+
+// Close stops serving, then closes the store.
+func (s *servedStore) Close() error {
+	_ = s.svc.Close()
+	return s.Server.Close()
+}
+
+// newResourceManager bounds what peers can make the host allocate.
+func newResourceManager() (network.ResourceManager, error) {
+	return p2p.ResourceManager(p2p.Limits{})
+}

@@ -1,0 +1,361 @@
+package p2p
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/sphere-grid/sphere/caps"
+	"github.com/sphere-grid/sphere/grid"
+	"github.com/sphere-grid/sphere/grid/p2p/internal/wire"
+)
+
+// Compile-time checks: a Client offers every ability a remote may have.
+var (
+	_ grid.Server         = (*Client)(nil)
+	_ grid.Statter        = (*Client)(nil)
+	_ grid.LeaseCanceller = (*Client)(nil)
+)
+
+// Client is a grid.Server backed by a remote peer running Serve. Each call
+// opens one stream on h to the peer. It is safe for concurrent use and
+// holds no resources of its own: drop it when done.
+//
+// Stat and CancelLease return an error wrapping errors.ErrUnsupported if
+// the remote store lacks them.
+type Client struct {
+	h    host.Host
+	id   peer.ID
+	opts ClientOptions
+	sem  chan struct{}
+	log  *slog.Logger
+}
+
+// NewClient returns a client for the storage server at peer id, reached
+// through h. The host must know how to reach id (h.Peerstore().AddAddrs or
+// h.Connect first). ID() is grid.ServerID(id), the raw peer ID bytes, so
+// placement is the same as for an in-process server of the same store.
+func NewClient(h host.Host, id peer.ID, opts ClientOptions) *Client {
+	opts = opts.withDefaults()
+	return &Client{
+		h: h, id: id, opts: opts,
+		sem: make(chan struct{}, opts.MaxConcurrent),
+		log: opts.Logger.With(slog.String("peer", shortPeer(id))),
+	}
+}
+
+// ID returns grid.ServerID(peer id).
+func (c *Client) ID() grid.ServerID { return grid.ServerID(c.id) }
+
+// Peer returns the remote peer's ID.
+func (c *Client) Peer() peer.ID { return c.id }
+
+// call is one request on its own stream. It sends req, then hands the open
+// stream to fn (nil: just read the response), which reads the response.
+// The stream is closed if fn succeeds and reset otherwise.
+func (c *Client) call(ctx context.Context, req *wire.Request, fn func(s network.Stream, dl deadliner) (*wire.Response, error)) (*wire.Response, error) {
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-c.sem }()
+
+	ctx, cancel := context.WithTimeout(ctx, c.opts.RequestTimeout)
+	defer cancel()
+	dl := deadliner{idle: c.opts.IdleTimeout}
+	dl.overall, _ = ctx.Deadline()
+
+	bp := chunkPool.Get().(*[]byte)
+	msg, err := wire.AppendRequest((*bp)[:0], req)
+	if err == nil && len(msg)-wire.RequestHeaderSize > c.opts.MaxMessageSize {
+		err = fmt.Errorf("request body of %d bytes exceeds limit %d", len(msg)-wire.RequestHeaderSize, c.opts.MaxMessageSize)
+	}
+	if err != nil {
+		chunkPool.Put(bp)
+		return nil, err
+	}
+
+	s, err := c.h.NewStream(network.WithAllowLimitedConn(ctx, "sphere-storage"), c.id, ProtocolID)
+	if err != nil {
+		chunkPool.Put(bp)
+		return nil, c.ctxErr(ctx, fmt.Errorf("open stream: %w", err))
+	}
+	// Cancelling ctx unblocks every read and write on s.
+	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
+	defer stop()
+
+	err = writeAll(s, msg, dl)
+	chunkPool.Put(bp)
+	if err != nil {
+		_ = s.Reset()
+		return nil, c.ctxErr(ctx, fmt.Errorf("send request: %w", err))
+	}
+	if req.Method != wire.MethodWriteShare {
+		if err := s.CloseWrite(); err != nil {
+			_ = s.Reset()
+			return nil, c.ctxErr(ctx, fmt.Errorf("send request: %w", err))
+		}
+	}
+	var resp *wire.Response
+	if fn != nil {
+		resp, err = fn(s, dl)
+	} else {
+		resp, err = readResponse(s, req.Method, c.opts.MaxMessageSize, dl)
+	}
+	if err != nil {
+		_ = s.Reset()
+		return nil, c.ctxErr(ctx, err)
+	}
+	_ = s.Close()
+	if resp.Status == wire.StatusError {
+		return nil, c.remoteErr(resp)
+	}
+	if resp.Status != wire.StatusOK {
+		return nil, fmt.Errorf("%w: unexpected status %d", ErrProtocol, resp.Status)
+	}
+	return resp, nil
+}
+
+// ctxErr prefers the context's error over the stream error it caused.
+func (c *Client) ctxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w (%v)", cerr, err)
+	}
+	return err
+}
+
+func (c *Client) remoteErr(r *wire.Response) error {
+	return &RemoteError{Peer: c.id, Msg: r.Msg, Err: codeError(r)}
+}
+
+// WriteShare implements grid.Server. It reads r only after the server has
+// accepted the request (so a full server refuses without consuming r), and
+// streams it in chunks; the share is never held whole in memory.
+func (c *Client) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int, size int64, r io.Reader, lease grid.Lease) error {
+	req := &wire.Request{Method: wire.MethodWriteShare, SI: si, Shnum: shnum, Size: size, Lease: lease}
+	_, err := c.call(ctx, req, func(s network.Stream, dl deadliner) (*wire.Response, error) {
+		resp, err := readResponse(s, wire.MethodWriteShare, c.opts.MaxMessageSize, dl)
+		if err != nil || resp.Status != wire.StatusContinue {
+			return resp, err // refused (or accepted) without wanting the data
+		}
+		return c.sendShare(s, dl, size, r)
+	})
+	if err != nil {
+		return fmt.Errorf("write share %d of %v: %w", shnum, si, err)
+	}
+	return nil
+}
+
+// sendShare streams exactly size bytes of r and the commit trailer, while a
+// goroutine waits for the final response so an early refusal stops the copy.
+func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Reader) (*wire.Response, error) {
+	type result struct {
+		resp *wire.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The server may take as long as the whole transfer to answer.
+		_ = s.SetReadDeadline(dl.overall)
+		var h [wire.ResponseHeaderSize]byte
+		if _, err := io.ReadFull(s, h[:]); err != nil {
+			done <- result{err: fmt.Errorf("read response: %w", err)}
+			return
+		}
+		resp, err := finishResponse(s, h, wire.MethodWriteShare, c.opts.MaxMessageSize, dl)
+		done <- result{resp, err}
+	}()
+	wait := func(sendErr error) (*wire.Response, error) {
+		if sendErr != nil {
+			// The server may have answered (and reset) already; give its
+			// answer a moment, else report why sending stopped.
+			t := time.NewTimer(time.Second)
+			defer t.Stop()
+			select {
+			case res := <-done:
+				if res.err == nil && res.resp.Status == wire.StatusError {
+					return res.resp, nil
+				}
+				return nil, sendErr
+			case <-t.C:
+				_ = s.Reset()
+				<-done // the reset ends the reader at once
+				return nil, sendErr
+			}
+		}
+		res := <-done
+		return res.resp, res.err
+	}
+
+	bp := chunkPool.Get().(*[]byte)
+	defer chunkPool.Put(bp)
+	buf := *bp
+	var sent int64
+	for sent < size {
+		select {
+		case res := <-done: // the server answered before the data ended
+			return res.resp, res.err
+		default:
+		}
+		n, rerr := r.Read(buf[:min(int64(len(buf)), size-sent)])
+		if n > 0 {
+			if err := s.SetWriteDeadline(dl.next()); err != nil {
+				return wait(err)
+			}
+			if _, err := s.Write(buf[:n]); err != nil {
+				return wait(fmt.Errorf("send share data: %w", err))
+			}
+			sent += int64(n)
+		}
+		if rerr == io.EOF && sent < size {
+			return wait(fmt.Errorf("data ended after %d of %d bytes: %w", sent, size, io.ErrUnexpectedEOF))
+		}
+		if rerr != nil && rerr != io.EOF {
+			return wait(fmt.Errorf("read share data: %w", rerr))
+		}
+	}
+	// r must end exactly here; a reader with more is the caller's bug and
+	// nothing may be stored.
+	for i := 0; ; i++ {
+		n, rerr := r.Read(buf[:1])
+		if n > 0 {
+			return wait(fmt.Errorf("data longer than declared size %d", size))
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return wait(fmt.Errorf("read share data: %w", rerr))
+		}
+		if i == 100 {
+			return wait(fmt.Errorf("read share data: %w", io.ErrNoProgress))
+		}
+	}
+	buf[0] = trailerCommit
+	if err := s.SetWriteDeadline(dl.next()); err != nil {
+		return wait(err)
+	}
+	if _, err := s.Write(buf[:1]); err != nil {
+		return wait(fmt.Errorf("send trailer: %w", err))
+	}
+	if err := s.CloseWrite(); err != nil {
+		return wait(fmt.Errorf("send trailer: %w", err))
+	}
+	return wait(nil)
+}
+
+// finishResponse reads the body after an already-read header.
+func finishResponse(s network.Stream, h [wire.ResponseHeaderSize]byte, m wire.Method, maxBody int, dl deadliner) (*wire.Response, error) {
+	st, n, err := wire.ParseResponseHeader(h[:], maxBody)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	body, err := readBody(s, n, dl)
+	if err != nil {
+		return nil, fmt.Errorf("read response body: %w", err)
+	}
+	r, err := wire.DecodeResponseBody(m, st, body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	return r, nil
+}
+
+// maxPrealloc bounds how much of a ReadShare result is allocated before the
+// bytes arrive; beyond it the buffer grows with the data.
+const maxPrealloc = 64 << 20
+
+// ReadShare implements grid.Server.
+func (c *Client) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int, off, length int64) ([]byte, error) {
+	var data []byte
+	req := &wire.Request{Method: wire.MethodReadShare, SI: si, Shnum: shnum, Off: off, Length: length}
+	_, err := c.call(ctx, req, func(s network.Stream, dl deadliner) (*wire.Response, error) {
+		resp, err := readResponse(s, wire.MethodReadShare, c.opts.MaxMessageSize, dl)
+		if err != nil || resp.Status != wire.StatusOK {
+			return resp, err
+		}
+		if resp.DataLen > length {
+			return nil, fmt.Errorf("%w: server sent %d bytes for a read of %d", ErrProtocol, resp.DataLen, length)
+		}
+		n := resp.DataLen
+		data = make([]byte, 0, min(n, maxPrealloc))
+		for int64(len(data)) < n {
+			k := int(min(n-int64(len(data)), maxPrealloc))
+			data = append(data, make([]byte, k)...)
+			if err := readFull(s, data[len(data)-k:], dl); err != nil {
+				return nil, fmt.Errorf("read share data: %w", err)
+			}
+		}
+		return resp, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read share %d of %v: %w", shnum, si, err)
+	}
+	return data, nil
+}
+
+// ListShares implements grid.Server.
+func (c *Client) ListShares(ctx context.Context, si caps.StorageIndex) ([]grid.ShareInfo, error) {
+	resp, err := c.call(ctx, &wire.Request{Method: wire.MethodListShares, SI: si}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("list shares of %v: %w", si, err)
+	}
+	if resp.Shares == nil {
+		resp.Shares = []grid.ShareInfo{}
+	}
+	return resp.Shares, nil
+}
+
+// AddLease implements grid.Server.
+func (c *Client) AddLease(ctx context.Context, si caps.StorageIndex, lease grid.Lease) error {
+	if _, err := c.call(ctx, &wire.Request{Method: wire.MethodAddLease, SI: si, Lease: lease}, nil); err != nil {
+		return fmt.Errorf("add lease on %v: %w", si, err)
+	}
+	return nil
+}
+
+// ReadSlot implements grid.Server.
+func (c *Client) ReadSlot(ctx context.Context, si caps.StorageIndex) ([]grid.SlotShare, error) {
+	resp, err := c.call(ctx, &wire.Request{Method: wire.MethodReadSlot, SI: si}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read slot %v: %w", si, err)
+	}
+	if resp.Slot == nil {
+		resp.Slot = []grid.SlotShare{}
+	}
+	return resp.Slot, nil
+}
+
+// WriteSlot implements grid.Server. The whole request (all shares) must fit
+// in ClientOptions.MaxMessageSize.
+func (c *Client) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.WriteEnabler, writes []grid.SlotShare, lease grid.Lease) error {
+	req := &wire.Request{Method: wire.MethodWriteSlot, SI: si, WE: we, Writes: writes, Lease: lease}
+	if _, err := c.call(ctx, req, nil); err != nil {
+		return fmt.Errorf("write slot %v: %w", si, err)
+	}
+	return nil
+}
+
+// Stat implements grid.Statter.
+func (c *Client) Stat(ctx context.Context) (grid.Stat, error) {
+	resp, err := c.call(ctx, &wire.Request{Method: wire.MethodStat}, nil)
+	if err != nil {
+		return grid.Stat{}, fmt.Errorf("stat: %w", err)
+	}
+	return resp.Stat, nil
+}
+
+// CancelLease implements grid.LeaseCanceller.
+func (c *Client) CancelLease(ctx context.Context, si caps.StorageIndex, cancelSecret [32]byte) error {
+	if _, err := c.call(ctx, &wire.Request{Method: wire.MethodCancelLease, SI: si, CancelSecret: cancelSecret}, nil); err != nil {
+		return fmt.Errorf("cancel lease on %v: %w", si, err)
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/sphere-grid/sphere/grid"
+	"github.com/sphere-grid/sphere/grid/p2p/internal/wire"
+)
+
+// chunkSize is the unit of share data copied per stream write: large enough
+// that noise and yamux frame overheads vanish, small enough to renew the
+// idle deadline often on slow links.
+const chunkSize = 256 << 10
+
+// trailerCommit is the byte that follows a share's data to say the writer
+// sent exactly the declared bytes and wants them stored.
+const trailerCommit = 0x01
+
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+
+// deadliner computes per-operation deadlines: each single read or write
+// gets idle, and none goes past the request's overall deadline.
+type deadliner struct {
+	overall time.Time
+	idle    time.Duration
+}
+
+func (d deadliner) next() time.Time {
+	t := time.Now().Add(d.idle)
+	if !d.overall.IsZero() && d.overall.Before(t) {
+		return d.overall
+	}
+	return t
+}
+
+// readFull reads len(b) bytes from s, renewing the read deadline per chunk.
+func readFull(s network.Stream, b []byte, dl deadliner) error {
+	for len(b) > 0 {
+		n := min(len(b), 1<<20)
+		if err := s.SetReadDeadline(dl.next()); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(s, b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// writeAll writes b to s, renewing the write deadline per chunk.
+func writeAll(s network.Stream, b []byte, dl deadliner) error {
+	for len(b) > 0 {
+		n := min(len(b), 1<<20)
+		if err := s.SetWriteDeadline(dl.next()); err != nil {
+			return err
+		}
+		if _, err := s.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// readBody reads a body of n bytes (n already checked against a limit),
+// growing the buffer as bytes arrive so a peer that announces a large body
+// and sends little costs little memory.
+func readBody(s network.Stream, n int, dl deadliner) ([]byte, error) {
+	const step = 64 << 10
+	b := make([]byte, 0, min(n, step))
+	for len(b) < n {
+		k := min(n-len(b), max(len(b), step))
+		b = append(b, make([]byte, k)...)
+		if err := readFull(s, b[len(b)-k:], dl); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// readResponse reads one response header and body to a request for m.
+func readResponse(s network.Stream, m wire.Method, maxBody int, dl deadliner) (*wire.Response, error) {
+	var h [wire.ResponseHeaderSize]byte
+	if err := readFull(s, h[:], dl); err != nil {
+		return nil, fmt.Errorf("read response: %w", err)
+	}
+	st, n, err := wire.ParseResponseHeader(h[:], maxBody)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	body, err := readBody(s, n, dl)
+	if err != nil {
+		return nil, fmt.Errorf("read response body: %w", err)
+	}
+	r, err := wire.DecodeResponseBody(m, st, body)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	return r, nil
+}
+
+// errorCode classifies a server-side error for the wire.
+func errorCode(err error) (wire.Code, *grid.StaleError) {
+	var se *grid.StaleError
+	switch {
+	case errors.As(err, &se):
+		return wire.CodeStale, se
+	case errors.Is(err, grid.ErrNotFound):
+		return wire.CodeNotFound, nil
+	case errors.Is(err, grid.ErrNoSpace):
+		return wire.CodeNoSpace, nil
+	case errors.Is(err, grid.ErrBadWriteEnabler):
+		return wire.CodeBadWriteEnabler, nil
+	case errors.Is(err, grid.ErrUnauthorized):
+		return wire.CodeUnauthorized, nil
+	case errors.Is(err, grid.ErrCorrupt):
+		return wire.CodeCorrupt, nil
+	case errors.Is(err, grid.ErrStale):
+		return wire.CodeStale, &grid.StaleError{}
+	case errors.Is(err, ErrBusy):
+		return wire.CodeBusy, nil
+	case errors.Is(err, ErrProtocol):
+		return wire.CodeBadRequest, nil
+	case errors.Is(err, errors.ErrUnsupported):
+		return wire.CodeUnsupported, nil
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return wire.CodeUnexpectedEOF, nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return wire.CodeTimeout, nil
+	}
+	return wire.CodeInternal, nil
+}
+
+// codeError is the local error a wire code stands for; nil for codes that
+// carry no meaning beyond "it failed" (internal, timeout, unknown).
+func codeError(r *wire.Response) error {
+	switch r.Code {
+	case wire.CodeNotFound:
+		return grid.ErrNotFound
+	case wire.CodeNoSpace:
+		return grid.ErrNoSpace
+	case wire.CodeBadWriteEnabler:
+		return grid.ErrBadWriteEnabler
+	case wire.CodeUnauthorized:
+		return grid.ErrUnauthorized
+	case wire.CodeCorrupt:
+		return grid.ErrCorrupt
+	case wire.CodeStale:
+		se := r.Stale
+		return &se
+	case wire.CodeBusy:
+		return ErrBusy
+	case wire.CodeBadRequest:
+		return ErrProtocol
+	case wire.CodeUnsupported:
+		return errors.ErrUnsupported
+	case wire.CodeUnexpectedEOF:
+		return io.ErrUnexpectedEOF
+	}
+	return nil
+}

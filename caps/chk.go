@@ -697,12 +697,16 @@ func coderFor(k, n int) (reedsolomon.Encoder, error) {
 }
 
 // DecodeSegment rebuilds and decrypts segment seg from at least k blocks
-// already checked with CheckBlock (blocks[shnum], nil where missing). The
-// blocks are not modified. At least one trailer must have passed
-// d.VerifyTrailer first: the rebuilt ciphertext is checked against its
-// segment hashes, so every set of k shares yields the same plaintext even
-// if the uploader made inconsistent shares. Any failed check gives an error
-// wrapping ErrIntegrity and no plaintext.
+// (blocks[shnum], nil where missing). The blocks are not modified. At least
+// one trailer must have passed d.VerifyTrailer first: the k data blocks (as
+// received or rebuilt) are hashed and checked against that trailer's
+// segment hash before the AEAD is opened, so every set of k shares yields
+// the file's one plaintext or an error wrapping ErrIntegrity, even for
+// blocks never checked and even if the uploader made inconsistent shares.
+// CheckBlock beforehand is what tells which share is bad: callers check
+// parity blocks before use (a bad one would waste a reconstruction), and may
+// skip checking data blocks 0..k-1 until DecodeSegment fails, saving one
+// hash pass over the segment.
 func (d *Decoder) DecodeSegment(l Layout, seg int, blocks [][]byte) ([]byte, error) {
 	if err := d.checkLayout(l); err != nil {
 		return nil, fmt.Errorf("decode segment %d: %w", seg, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -485,5 +486,92 @@ func TestInconsistentUploader(t *testing.T) {
 		} else if !errors.Is(err, ErrIntegrity) {
 			t.Fatalf("segment %d: %v does not wrap ErrIntegrity", seg, err)
 		}
+	}
+}
+
+// TestLayoutConsistent checks, over many parameter sets, that blocks tile the
+// share exactly and that the sizes agree with a real encoding.
+func TestLayoutConsistent(t *testing.T) {
+	for _, k := range []int{1, 2, 3, 7} {
+		for _, n := range []int{k, k + 1, 10, 255} {
+			if n < k {
+				continue
+			}
+			for _, seg := range []int{64, 100, 4096} {
+				for _, size := range []uint64{0, 1, 63, 64, 65, 1000, 3*4096 + 1} {
+					l := Layout{K: k, N: n, Size: size, SegmentSize: seg}
+					if err := l.check(); err != nil {
+						t.Fatalf("%+v: %v", l, err)
+					}
+					total := 0
+					off := int64(ShareHeaderSize)
+					for s := range l.NumSegments() {
+						if l.BlockOffset(s) != off {
+							t.Fatalf("%+v: segment %d at %d, want %d", l, s, l.BlockOffset(s), off)
+						}
+						if l.BlockSize(s)*k < l.SegmentLen(s)+16 || (l.BlockSize(s)-1)*k >= l.SegmentLen(s)+16 {
+							t.Fatalf("%+v: block size %d for segment of %d", l, l.BlockSize(s), l.SegmentLen(s))
+						}
+						off += int64(l.BlockSize(s))
+						total += l.SegmentLen(s)
+					}
+					if uint64(total) != size || l.TrailerOffset() != off || l.ShareSize() != off+int64(l.TrailerSize()) {
+						t.Fatalf("%+v: segments cover %d bytes, trailer at %d (want %d)", l, total, l.TrailerOffset(), off)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestParseHeaderErrors(t *testing.T) {
+	p := smallParams(3, 5, 64)
+	shares, c := encodeShares(t, testKey(30), p, testData(200, 30))
+	v := NewVerifier(c.VerifyCap())
+	good := shares[2][:ShareHeaderSize]
+	if l, err := v.ParseHeader(2, good); err != nil || l != (Layout{K: 3, N: 5, Size: 200, SegmentSize: 64}) {
+		t.Fatalf("good header: %+v %v", l, err)
+	}
+	mod := func(f func(h []byte)) []byte {
+		h := bytes.Clone(good)
+		f(h)
+		return h
+	}
+	cases := []struct {
+		name  string
+		shnum int
+		hdr   []byte
+		want  string
+	}{
+		{"short", 2, good[:19], "want 20 bytes, have 19"},
+		{"magic", 2, mod(func(h []byte) { h[0] = 'X' }), "want magic"},
+		{"version", 2, mod(func(h []byte) { h[4] = 2 }), "want version 1, have 2"},
+		{"shnum", 3, good, "claims share number 2"},
+		{"k", 2, mod(func(h []byte) { h[6] = 2 }), "cap has k=3"},
+		{"size", 2, mod(func(h []byte) { h[19] ^= 1 }), "cap has k=3 n=5 size=200"},
+		{"segsize small", 2, mod(func(h []byte) { h[11] = 63 }), "want segment size in [64"},
+		{"segsize huge", 2, mod(func(h []byte) { h[8] = 0xff }), "want segment size in"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := v.ParseHeader(tc.shnum, tc.hdr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	// A header claiming a different (valid) segment size passes ParseHeader
+	// but not VerifyTrailer.
+	l, err := v.ParseHeader(2, mod(func(h []byte) { h[11] = 128 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig := Layout{K: 3, N: 5, Size: 200, SegmentSize: 64}
+	tr := shares[2][orig.TrailerOffset():]
+	if l.TrailerSize() == len(tr) {
+		t.Fatal("test needs layouts with different trailer sizes")
+	}
+	if _, err := v.VerifyTrailer(2, l, shares[2][len(shares[2])-l.TrailerSize():]); !errors.Is(err, ErrIntegrity) {
+		t.Fatalf("trailer under a forged segment size: %v", err)
 	}
 }

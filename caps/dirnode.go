@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
@@ -216,7 +217,7 @@ func checkTableCap(kind, s string) error {
 			f, rest = rest[:j], rest[j+1:]
 		}
 		if w < 0 {
-			if f == "" || len(f) > 20 || (len(f) > 1 && f[0] == '0') || strings.Trim(f, "0123456789") != "" {
+			if !allDigits(f) || len(f) > 20 || (len(f) > 1 && f[0] == '0') {
 				return fmt.Errorf("%s cap: field %d: want canonical decimal: %w", kind, i+1, ErrFormat)
 			}
 			v, err := strconv.ParseUint(f, 10, 64)
@@ -240,6 +241,26 @@ func checkTableCap(kind, s string) error {
 	return nil
 }
 
+var b32Char = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := '2'; c <= '7'; c++ {
+		t[c] = true
+	}
+	return t
+}()
+
+// allDigits reports whether s is non-empty and only ASCII digits.
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
+
 // canonicalB32 reports whether s is lower-case unpadded base32 that decodes
 // to whole bytes with zero trailing bits (what b32 encoding produces).
 func canonicalB32(s string) bool {
@@ -248,7 +269,7 @@ func canonicalB32(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+		if !b32Char[s[i]] {
 			return false
 		}
 	}
@@ -264,28 +285,36 @@ func canonicalB32(s string) bool {
 	return v&(1<<unused-1) == 0
 }
 
-// Table is a decoded directory: entries by name. The zero value is an empty
-// table. It is not safe for concurrent mutation.
+// Table is a decoded directory: entries sorted by name, looked up by binary
+// search. A sorted slice (rather than a map) keeps decoding a large table
+// to one allocation and lets Encode write entries in order without sorting.
+// The zero value is an empty table. It is not safe for concurrent mutation.
 type Table struct {
-	m      map[string]Entry
-	names  []string // sorted names, valid when !dirty
-	dirty  bool
-	sealed bool // decoded with only a read cap while write caps were present
+	entries []Entry // sorted by Name, names unique
+	sealed  bool    // decoded with only a read cap while write caps were present
 }
 
 // NewTable returns an empty table.
 func NewTable() *Table { return &Table{} }
 
 // Len returns the number of entries.
-func (t *Table) Len() int { return len(t.m) }
+func (t *Table) Len() int { return len(t.entries) }
+
+func (t *Table) find(name string) (int, bool) {
+	return slices.BinarySearchFunc(t.entries, name, func(e Entry, n string) int { return strings.Compare(e.Name, n) })
+}
 
 // Get returns the entry called name.
 func (t *Table) Get(name string) (Entry, bool) {
-	e, ok := t.m[name]
-	return e, ok
+	if i, ok := t.find(name); ok {
+		return t.entries[i], true
+	}
+	return Entry{}, false
 }
 
-// Set adds or replaces the entry e.Name after validating it.
+// Set adds or replaces the entry e.Name after validating it. Adding a name
+// that sorts after every other is O(1); elsewhere it moves the entries
+// after it (use TableOf to build a large table from unsorted entries).
 func (t *Table) Set(e Entry) error {
 	if err := e.check(); err != nil {
 		return err
@@ -295,54 +324,75 @@ func (t *Table) Set(e Entry) error {
 }
 
 func (t *Table) set(e Entry) {
-	if t.m == nil {
-		t.m = make(map[string]Entry)
+	if n := len(t.entries); n == 0 || t.entries[n-1].Name < e.Name {
+		t.entries = append(t.entries, e)
+		return
 	}
-	if _, ok := t.m[e.Name]; !ok {
-		t.dirty = true
+	i, ok := t.find(e.Name)
+	if ok {
+		t.entries[i] = e
+		return
 	}
-	t.m[e.Name] = e
+	t.entries = slices.Insert(t.entries, i, e)
+}
+
+// TableOf builds a table from entries in any order, validating each; a
+// duplicate name is an error.
+func TableOf(entries []Entry) (*Table, error) {
+	t := &Table{entries: slices.Clone(entries)}
+	slices.SortFunc(t.entries, func(a, b Entry) int { return strings.Compare(a.Name, b.Name) })
+	for i := range t.entries {
+		if err := t.entries[i].check(); err != nil {
+			return nil, err
+		}
+		if i > 0 && t.entries[i-1].Name == t.entries[i].Name {
+			return nil, fmt.Errorf("table: duplicate name %q: %w", clip(t.entries[i].Name, 40), ErrFormat)
+		}
+	}
+	return t, nil
 }
 
 // Delete removes name and reports whether it was there.
 func (t *Table) Delete(name string) bool {
-	if _, ok := t.m[name]; !ok {
-		return false
+	i, ok := t.find(name)
+	if ok {
+		t.entries = slices.Delete(t.entries, i, i+1)
 	}
-	delete(t.m, name)
-	t.dirty = true
-	return true
+	return ok
 }
 
-// Names returns the names in byte order. The slice is the caller's.
-func (t *Table) Names() []string { return slices.Clone(t.sorted()) }
-
-// Entries returns the entries sorted by name.
-func (t *Table) Entries() []Entry {
-	names := t.sorted()
-	out := make([]Entry, len(names))
-	for i, n := range names {
-		out[i] = t.m[n]
+// Names returns the names in byte order.
+func (t *Table) Names() []string {
+	out := make([]string, len(t.entries))
+	for i, e := range t.entries {
+		out[i] = e.Name
 	}
 	return out
+}
+
+// Entries returns a copy of the entries, sorted by name.
+func (t *Table) Entries() []Entry {
+	out := make([]Entry, len(t.entries))
+	copy(out, t.entries)
+	return out
+}
+
+// All yields the entries in name order without copying them; the table
+// must not change during the loop.
+func (t *Table) All() iter.Seq[Entry] {
+	return func(yield func(Entry) bool) {
+		for _, e := range t.entries {
+			if !yield(e) {
+				return
+			}
+		}
+	}
 }
 
 // WriteCapsSealed reports that the table was decoded without the
 // directory's write cap while it held child write caps: they stayed sealed
 // and Entries carry none. Re-encoding such a table would drop them.
 func (t *Table) WriteCapsSealed() bool { return t.sealed }
-
-func (t *Table) sorted() []string {
-	if t.dirty || len(t.names) != len(t.m) {
-		t.names = t.names[:0]
-		for n := range t.m {
-			t.names = append(t.names, n)
-		}
-		slices.Sort(t.names)
-		t.dirty = false
-	}
-	return t.names
-}
 
 // dirWriteKeys returns the AEAD key that seals child write caps and the
 // key of the PRF that picks its nonce, both from the directory's write key.
@@ -361,14 +411,13 @@ func dirWriteKeys(wc MutableWriteCap) (aeadKey, nonceKey []byte) {
 // keyed hash of the sealed plaintext (SIV construction), so an unchanged
 // table encodes to the same bytes and no randomness is needed.
 func (t *Table) Encode(wc *MutableWriteCap) ([]byte, error) {
-	names := t.sorted()
-	if len(names) > MaxDirEntries {
-		return nil, fmt.Errorf("encode table: want at most %d entries, have %d: %w", MaxDirEntries, len(names), ErrFormat)
+	if len(t.entries) > MaxDirEntries {
+		return nil, fmt.Errorf("encode table: want at most %d entries, have %d: %w", MaxDirEntries, len(t.entries), ErrFormat)
 	}
 	size := dirTableHdrSize + 4
 	wsize := 0
-	for _, n := range names {
-		e := t.m[n]
+	for i := range t.entries {
+		e := &t.entries[i]
 		size += dirEntryMinSize + len(e.Name) + len(e.ReadCap) + len(e.Target)
 		if wc != nil && e.WriteCap != "" {
 			wsize += 2 + len(e.WriteCap)
@@ -382,13 +431,13 @@ func (t *Table) Encode(wc *MutableWriteCap) ([]byte, error) {
 	}
 	out := make([]byte, 0, size)
 	out = append(out, DirTableVersion)
-	out = binary.BigEndian.AppendUint32(out, uint32(len(names)))
+	out = binary.BigEndian.AppendUint32(out, uint32(len(t.entries)))
 	var wplain []byte
 	if wsize > 0 {
 		wplain = make([]byte, 0, wsize+chacha20poly1305.Overhead)
 	}
-	for _, n := range names {
-		e := t.m[n]
+	for i := range t.entries {
+		e := &t.entries[i]
 		out = append(out, byte(len(e.Name)))
 		out = append(out, e.Name...)
 		out = binary.BigEndian.AppendUint16(out, uint16(len(e.ReadCap)))
@@ -411,7 +460,7 @@ func (t *Table) Encode(wc *MutableWriteCap) ([]byte, error) {
 	}
 	out = binary.BigEndian.AppendUint32(out, uint32(dirWriteNonceLen+wsize+chacha20poly1305.Overhead))
 	aeadKey, nonceKey := dirWriteKeys(*wc)
-	ad := dirWriteAD(len(names))
+	ad := dirWriteAD(len(t.entries))
 	h, _ := blake3.NewKeyed(nonceKey) // key is always 32 bytes
 	h.Write(ad)
 	h.Write(wplain)
@@ -487,7 +536,6 @@ func DecodeTable(content []byte, wc *MutableWriteCap) (*Table, error) {
 	if count > MaxDirEntries || int(count) > len(r.s)/dirEntryMinSize {
 		return nil, fmt.Errorf("table: entry count %d does not fit in %d bytes (at most %d entries): %w", count, len(content), MaxDirEntries, ErrFormat)
 	}
-	t := &Table{m: make(map[string]Entry, count), names: make([]string, 0, count)}
 	sealedIdx := make([]int, 0)
 	entries := make([]Entry, count)
 	prev := ""
@@ -550,15 +598,12 @@ func DecodeTable(content []byte, wc *MutableWriteCap) (*Table, error) {
 			return nil, fmt.Errorf("table: sealed write caps: %d trailing bytes: %w", len(wr.s), ErrFormat)
 		}
 	}
-	t.sealed = wc == nil && len(sealedIdx) > 0
 	for i := range entries {
 		if err := entries[i].check(); err != nil {
 			return nil, fmt.Errorf("table: entry %d: %w", i, err)
 		}
-		t.m[entries[i].Name] = entries[i]
-		t.names = append(t.names, entries[i].Name)
 	}
-	return t, nil
+	return &Table{entries: entries, sealed: wc == nil && len(sealedIdx) > 0}, nil
 }
 
 // Change is one entry-level edit of a directory, made against what the
@@ -610,6 +655,7 @@ func (e *ConflictError) Unwrap() error { return ErrConflict }
 // lets a writer retry after a concurrent publish. Conflicts return a
 // *ConflictError; invalid entries an ErrFormat error.
 func (t *Table) Apply(changes []Change) error {
+	changes = slices.Clone(changes) // New is replaced by a checked copy below
 	// Check every change against the state the earlier ones leave.
 	overlay := make(map[string]*Entry, len(changes))
 	cur := func(name string) (string, bool) {
@@ -619,7 +665,7 @@ func (t *Table) Apply(changes []Change) error {
 			}
 			return e.Ident(), true
 		}
-		e, ok := t.m[name]
+		e, ok := t.Get(name)
 		return e.Ident(), ok
 	}
 	for i := range changes {

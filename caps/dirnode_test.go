@@ -2,9 +2,14 @@ package caps
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -554,3 +559,116 @@ func TestDirTableSizes(t *testing.T) {
 		t.Fatalf("sizes %v, want %v (update docs/spec/dirnode.md too)", got, want)
 	}
 }
+
+// TestTableSetOrder: Set in any order, Delete and TableOf all keep the
+// entries sorted and unique.
+func TestTableSetOrder(t *testing.T) {
+	want := testEntries(t, 300)
+	perm := mrandPerm(len(want))
+	shuffled := make([]Entry, len(want))
+	for i, j := range perm {
+		shuffled[i] = want[j]
+	}
+	tb := NewTable()
+	for _, e := range shuffled {
+		if err := tb.Set(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !reflect.DeepEqual(tb.Entries(), want) {
+		t.Fatal("Set in random order: entries not sorted")
+	}
+	built, err := TableOf(shuffled)
+	if err != nil || !reflect.DeepEqual(built.Entries(), want) {
+		t.Fatalf("TableOf: %v", err)
+	}
+	if _, err := TableOf(append(shuffled, want[7])); !errors.Is(err, ErrFormat) {
+		t.Fatalf("TableOf with a duplicate: %v", err)
+	}
+	for _, j := range perm[:150] {
+		if !tb.Delete(want[j].Name) {
+			t.Fatalf("Delete(%q) found nothing", want[j].Name)
+		}
+	}
+	if tb.Delete(want[perm[0]].Name) {
+		t.Fatal("deleted twice")
+	}
+	var left []Entry
+	for _, e := range want {
+		if _, ok := tb.Get(e.Name); ok {
+			left = append(left, e)
+		}
+	}
+	if len(left) != 150 || !reflect.DeepEqual(tb.Entries(), left) || len(slices.Collect(tb.All())) != 150 {
+		t.Fatalf("after deleting half: %d entries", tb.Len())
+	}
+}
+
+func mrandPerm(n int) []int { return mrand.New(mrand.NewPCG(5, 6)).Perm(n) }
+
+const dirnodeVectorFile = "testdata/dirnode-v1-vectors.json"
+
+// TestDirTableKnownAnswer pins the table format: a fixed small table under a
+// fixed directory write cap encodes to exactly the stored bytes, and the
+// 10,000-entry test table to the stored hash. Regenerate only on a
+// deliberate format change: go test ./caps -run KnownAnswer -update
+func TestDirTableKnownAnswer(t *testing.T) {
+	dir := testWriteCap(t, 200, true)
+	child := testWriteCap(t, 201, true)
+	small, err := TableOf([]Entry{
+		{Name: "README.md", Type: TypeFile, ReadCap: LitCap{Data: []byte("hi\n")}.String(), Size: 3, Mode: 0o644, MTime: 1_764_000_000_123_456_789},
+		{Name: "src", Type: TypeDir, ReadCap: child.ReadCap().String(), WriteCap: child.String(), Mode: 0o755, MTime: -1},
+		{Name: "latest", Type: TypeSymlink, Target: "src/v2", Mode: 0o777},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	smallEnc, err := small.Encode(&dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bigEnc, err := testTable(t, 10000).Encode(&testWriteCapVal5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bigSum := sha256.Sum256(bigEnc)
+	got := map[string]string{
+		"dirWriteCap":        dir.String(),
+		"smallTableHex":      hex.EncodeToString(smallEnc),
+		"table10kSHA256":     hex.EncodeToString(bigSum[:]),
+		"table10kWriteCap":   testWriteCapVal5.String(),
+		"table10kLengthByte": fmt.Sprint(len(bigEnc)),
+	}
+	if *update {
+		b, _ := json.MarshalIndent(got, "", "  ")
+		if err := os.WriteFile(dirnodeVectorFile, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(dirnodeVectorFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want map[string]string
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("table vectors changed:\nwant %v\nhave %v", want, got)
+	}
+	// The stored bytes decode to the table, with and without the write cap.
+	raw, _ := hex.DecodeString(want["smallTableHex"])
+	back, err := DecodeTable(raw, &dir)
+	if err != nil || !reflect.DeepEqual(back.Entries(), small.Entries()) {
+		t.Fatalf("stored table does not decode to the table: %v", err)
+	}
+	ro, err := DecodeTable(raw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := ro.Get("src"); e.WriteCap != "" || e.ReadCap != child.ReadCap().String() {
+		t.Fatalf("read-only view of stored table: %+v", e)
+	}
+}
+
+var testWriteCapVal5 = MutableWriteCap{Dir: true, Seed: [32]byte{5, 6, 7, 8}}

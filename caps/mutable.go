@@ -426,14 +426,20 @@ func EncodeMutable(wc MutableWriteCap, seq uint64, content []byte, k, n int, ran
 		return nil, root, fmt.Errorf("encode mutable: %w", err)
 	}
 	bs := mutableBlockSize(uint64(len(content)), k)
-	// One buffer holds k data blocks then n-k parity blocks; the ciphertext
-	// is written straight into the data blocks and zero-padded.
-	buf := make([]byte, bs*n)
-	var nonce [chacha20poly1305.NonceSizeX]byte // unique: the key is unique per salt
-	aead.Seal(buf[:0], nonce[:], content, nil)
+	// Each share is allocated once; its block is coded in place. The
+	// ciphertext is sealed into one buffer and copied into the data blocks
+	// (the last one zero-padded).
+	size := MutableShareSize(uint64(len(content)), k, n)
+	shares := make([][]byte, n)
 	blocks := make([][]byte, n)
-	for i := range blocks {
-		blocks[i] = buf[i*bs : (i+1)*bs : (i+1)*bs]
+	for i := range shares {
+		shares[i] = make([]byte, size)
+		blocks[i] = shares[i][mutableBlockOff : mutableBlockOff+bs : mutableBlockOff+bs]
+	}
+	var nonce [chacha20poly1305.NonceSizeX]byte // unique: the key is unique per salt
+	ct := aead.Seal(make([]byte, 0, len(content)+chacha20poly1305.Overhead), nonce[:], content, nil)
+	for i := range k {
+		copy(blocks[i], ct[min(i*bs, len(ct)):])
 	}
 	if n > k {
 		enc, err := mutableCoder(k, n)
@@ -460,20 +466,16 @@ func EncodeMutable(wc MutableWriteCap, seq uint64, content []byte, k, n int, ran
 	hdr = append(hdr, root[:]...)
 	sig := ed25519.Sign(ed25519.NewKeyFromSeed(wc.Seed[:]), sigMessage(rc.StorageIndex(), hdr))
 
-	size := MutableShareSize(uint64(len(content)), k, n)
-	shares := make([][]byte, n)
-	for i := range shares {
-		s := make([]byte, 0, size)
-		s = append(s, hdr...)
-		s = append(s, sig...)
-		s = append(s, byte(i))
-		s = append(s, blocks[i]...)
+	for i, sh := range shares {
+		copy(sh, hdr)
+		copy(sh[mutableSigOffset:], sig)
+		sh[mutableShnumOff] = byte(i)
+		off := mutableBlockOff + bs
 		j := i
 		for _, lvl := range levels[:len(levels)-1] {
-			s = append(s, lvl[j^1][:]...)
+			off += copy(sh[off:], lvl[j^1][:])
 			j >>= 1
 		}
-		shares[i] = s
 	}
 	return shares, root, nil
 }

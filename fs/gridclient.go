@@ -185,35 +185,42 @@ func (g clientGrid) ReadOnly(c caps.Cap) (caps.Cap, error) {
 	return c, nil
 }
 
-// StatFS sums the servers' quotas and use; servers without a quota count
-// as a nominal 1 TiB each.
+// StatFS sums the servers' quotas and use, asking them all at once within
+// 2 s (df must not hang on a stalled server); servers without a quota, or
+// that do not answer, count as a nominal 1 TiB each.
 func (g clientGrid) StatFS(ctx context.Context) (total, free uint64, err error) {
 	const nominal = 1 << 40
-	for _, s := range g.c.Servers() {
-		st, ok := s.(grid.Statter)
-		if !ok {
-			total += nominal
+	servers := g.c.Servers()
+	type answer struct{ total, free uint64 }
+	answers := make(chan answer, len(servers))
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for _, s := range servers {
+		go func() {
+			a := answer{nominal, nominal}
+			if st, ok := s.(grid.Statter); ok {
+				if v, err := st.Stat(sctx); err == nil && v.Quota > 0 {
+					a.total, a.free = uint64(v.Quota), 0
+					if v.Quota > v.Used {
+						a.free = uint64(v.Quota - v.Used)
+					}
+				}
+			}
+			answers <- a
+		}()
+	}
+	for range servers {
+		select {
+		case a := <-answers:
+			total += a.total
+			free += a.free
+		case <-sctx.Done():
+			total += nominal // a stalled server: count it nominally
 			free += nominal
-			continue
-		}
-		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		v, err := st.Stat(sctx)
-		cancel()
-		if err != nil {
-			continue
-		}
-		q := v.Quota
-		if q <= 0 {
-			q = nominal
-		}
-		total += uint64(q)
-		if q > v.Used {
-			free += uint64(q - v.Used)
 		}
 	}
 	// Every byte is stored about N/K times over.
-	p := g.c.Params()
-	if p.K > 0 && p.N > 0 {
+	if p := g.c.Params(); p.K > 0 && p.N > 0 {
 		total = total / uint64(p.N) * uint64(p.K)
 		free = free / uint64(p.N) * uint64(p.K)
 	}

@@ -18,7 +18,7 @@ import (
 // seen by a read through another.
 type fileNode struct {
 	mu    sync.RWMutex // guards content: cache and dirty; writers and savers hold it exclusively
-	cache *os.File     // write-back copy of the whole file; nil while content is n.cap
+	cache *wbuf        // write-back copy of the whole file; nil while content is n.cap
 	dirty bool         // cache differs from cap
 
 	// Guarded by FS.mu:
@@ -260,18 +260,13 @@ func (f *FS) ensureCache(ctx context.Context, n *fileNode, keep int64) error {
 	if keep < 0 || keep > size {
 		keep = size
 	}
-	tmp, err := os.CreateTemp(f.cacheDir, "w-")
-	if err != nil {
-		return fmt.Errorf("write-back cache: %w", err)
-	}
-	os.Remove(tmp.Name()) // the open descriptor keeps it; nothing to clean after a crash
+	tmp := newWbuf(f.cacheDir)
 	if keep > 0 {
 		cf, err := f.files.open(ctx, f.g, c)
 		if err != nil {
-			tmp.Close()
 			return fmt.Errorf("load %q into cache: %w", n.name, err)
 		}
-		_, err = io.Copy(tmp, io.NewSectionReader(cf.f, 0, keep))
+		_, err = io.Copy(io.NewOffsetWriter(tmp, 0), io.NewSectionReader(cf.f, 0, keep))
 		f.files.release(cf)
 		if err != nil {
 			tmp.Close()

@@ -284,7 +284,7 @@ func (c *Client) verifyBlocks(ctx context.Context, si caps.StorageIndex, loc *sh
 				return fmt.Errorf("share %d: layout has blocks out of order: %w", loc.shnum, ErrCorrupt)
 			}
 			if err := loc.proof.CheckBlock(seg, buf[off:off+int64(l.BlockSize(seg))]); err != nil {
-				return fmt.Errorf("share %d segment %d: %w: %w", loc.shnum, seg, ErrCorrupt, err)
+				return err // says "share N segment S: ..." and wraps caps.ErrIntegrity
 			}
 		}
 		first = last + 1

@@ -54,21 +54,26 @@ type listResult struct {
 
 // locate asks every server in parallel which shares of si it holds and
 // verifies the header and trailer of each (every request bounded by the
-// client's timeout). Results come in ring order of si. Shares whose number
-// is out of range are reported with an error, never used.
+// client's timeout), and returns once all have answered or timed out. Shares
+// whose number is out of range are reported with an error, never used.
 func (c *Client) locate(ctx context.Context, si caps.StorageIndex, v *caps.Verifier, k, n int, size uint64) []listResult {
-	ring := PermutedRing(si, c.servers)
-	out := make([]listResult, len(ring))
-	var wg sync.WaitGroup
-	for i, srv := range ring {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			out[i] = c.locateOn(ctx, srv, si, v, k, n, size)
-		}()
+	ch := c.locateStream(ctx, si, v, k, n, size)
+	out := make([]listResult, 0, len(c.servers))
+	for range c.servers {
+		out = append(out, <-ch)
 	}
-	wg.Wait()
 	return out
+}
+
+// locateStream is locate delivering each server's result as it comes. The
+// channel holds every result, so the senders never block even if the
+// receiver stops reading.
+func (c *Client) locateStream(ctx context.Context, si caps.StorageIndex, v *caps.Verifier, k, n int, size uint64) <-chan listResult {
+	ch := make(chan listResult, len(c.servers))
+	for _, srv := range PermutedRing(si, c.servers) {
+		go func() { ch <- c.locateOn(ctx, srv, si, v, k, n, size) }()
+	}
+	return ch
 }
 
 func (c *Client) locateOn(ctx context.Context, srv Server, si caps.StorageIndex, v *caps.Verifier, k, n int, size uint64) listResult {
@@ -111,7 +116,7 @@ func (c *Client) verifyShare(ctx context.Context, srv Server, si caps.StorageInd
 	}
 	l, err := v.ParseHeader(shnum, hdr)
 	if err != nil {
-		return caps.Layout{}, nil, fmt.Errorf("share %d header: %w: %w", shnum, ErrCorrupt, err)
+		return caps.Layout{}, nil, err // says "share N header: ..." and wraps a caps sentinel
 	}
 	if l.K != k || l.N != n || l.Size != size {
 		return caps.Layout{}, nil, fmt.Errorf("share %d header claims k=%d n=%d size=%d, cap has k=%d n=%d size=%d: %w",
@@ -123,7 +128,7 @@ func (c *Client) verifyShare(ctx context.Context, srv Server, si caps.StorageInd
 	}
 	proof, err := v.VerifyTrailer(shnum, l, tr)
 	if err != nil {
-		return caps.Layout{}, nil, fmt.Errorf("share %d trailer: %w: %w", shnum, ErrCorrupt, err)
+		return caps.Layout{}, nil, err
 	}
 	return l, proof, nil
 }
@@ -222,11 +227,17 @@ type File struct {
 	isLit  bool
 	lit    []byte // the content of a lit cap
 
-	si      caps.StorageIndex
-	dec     *caps.Decoder
-	l       caps.Layout
-	k       int
-	sources []*source // verified shares
+	si  caps.StorageIndex
+	dec *caps.Decoder
+	l   caps.Layout // set by the first verified share, before Open returns
+	k   int
+
+	srcMu      sync.Mutex
+	sources    []*source // verified shares; late servers add theirs
+	shnums     map[int]bool
+	stats      map[ServerID]*srvStat
+	haveLayout bool
+	firstErr   error
 
 	mu      sync.Mutex
 	segs    map[int]*segEntry
@@ -262,59 +273,123 @@ func (c *Client) Open(ctx context.Context, cp caps.Cap) (*File, error) {
 	}
 	vc := rc.VerifyCap()
 	dec := caps.NewDecoder(rc)
-	f, err := c.newFile(ctx, rc, dec, c.locate(ctx, vc.SI, dec.Verifier, rc.K, rc.N, rc.Size))
-	if err != nil {
+	f := c.newFileShell(ctx, rc, dec)
+	// Listen to the servers until all have answered, or until k shares are
+	// verified and a grace period passed (as long as the answers took so
+	// far, at least 50 ms): one hung server must not hold up every open.
+	// Late answers keep adding shares in the background.
+	ch := c.locateStream(f.ctx, vc.SI, dec.Verifier, rc.K, rc.N, rc.Size)
+	start := time.Now()
+	var grace <-chan time.Time
+	remaining := len(c.servers)
+wait:
+	for remaining > 0 {
+		select {
+		case lr := <-ch:
+			remaining--
+			if f.addListing(lr) >= rc.K && grace == nil {
+				t := time.NewTimer(max(50*time.Millisecond, time.Since(start)))
+				defer t.Stop()
+				grace = t.C
+			}
+		case <-grace:
+			break wait
+		case <-ctx.Done():
+			f.cancel()
+			return nil, fmt.Errorf("open %v: %w", vc.SI, ctx.Err())
+		}
+	}
+	if err := f.enough(); err != nil {
+		f.cancel()
 		return nil, fmt.Errorf("open: %w", err)
+	}
+	if remaining > 0 {
+		go func() {
+			for ; remaining > 0; remaining-- {
+				select {
+				case lr := <-ch:
+					f.addListing(lr)
+				case <-f.ctx.Done():
+					return
+				}
+			}
+		}()
 	}
 	return f, nil
 }
 
-// newFile builds a File from the shares that passed verification in lrs.
-func (c *Client) newFile(ctx context.Context, rc caps.CHKCap, dec *caps.Decoder, lrs []listResult) (*File, error) {
-	si := rc.VerifyCap().SI
-	f := &File{c: c, size: int64(rc.Size), si: si, dec: dec, k: rc.K, segs: make(map[int]*segEntry)}
-	stats := make(map[ServerID]*srvStat)
-	shnums := make(map[int]bool)
-	var firstErr error
-	haveLayout := false
-	for _, lr := range lrs {
-		if lr.err != nil {
-			c.log.Debug("Share listing failed", "si", si, "err", lr.err)
-			firstErr = cmpOr(firstErr, lr.err)
-		}
-		for _, loc := range lr.shares {
-			if loc.err != nil {
-				c.log.Warn("Share failed verification", "si", si, "server", loc.srv.ID().String(), "shnum", loc.shnum, "err", loc.err)
-				firstErr = cmpOr(firstErr, loc.err)
-				continue
-			}
-			if !haveLayout {
-				f.l, haveLayout = loc.layout, true
-			} else if loc.layout != f.l {
-				continue // cannot happen for shares verified against one root
-			}
-			st := stats[loc.srv.ID()]
-			if st == nil {
-				st = new(srvStat)
-				stats[loc.srv.ID()] = st
-			}
-			st.observe(loc.lat)
-			f.sources = append(f.sources, &source{srv: loc.srv, shnum: loc.shnum, proof: loc.proof, stat: st})
-			shnums[loc.shnum] = true
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("%v: %w", si, err)
-	}
-	if len(shnums) < rc.K {
-		err := notEnoughShares(si.String(), rc.K, len(shnums))
-		if firstErr != nil {
-			err = fmt.Errorf("%w (first problem: %v)", err, firstErr)
-		}
-		return nil, err
+// newFileShell returns a File with no shares yet.
+func (c *Client) newFileShell(ctx context.Context, rc caps.CHKCap, dec *caps.Decoder) *File {
+	f := &File{
+		c: c, size: int64(rc.Size), si: rc.VerifyCap().SI, dec: dec, k: rc.K,
+		segs: make(map[int]*segEntry), shnums: make(map[int]bool), stats: make(map[ServerID]*srvStat),
 	}
 	f.ctx, f.cancel = context.WithCancel(ctx)
+	return f
+}
+
+// newFile builds a File from the shares that passed verification in lrs.
+func (c *Client) newFile(ctx context.Context, rc caps.CHKCap, dec *caps.Decoder, lrs []listResult) (*File, error) {
+	f := c.newFileShell(ctx, rc, dec)
+	for _, lr := range lrs {
+		f.addListing(lr)
+	}
+	if err := f.enough(); err != nil {
+		f.cancel()
+		return nil, err
+	}
 	return f, nil
+}
+
+// addListing adds the verified shares of one server's answer and returns
+// how many distinct share numbers the File now has.
+func (f *File) addListing(lr listResult) int {
+	f.srcMu.Lock()
+	defer f.srcMu.Unlock()
+	log := f.c.log
+	if lr.err != nil {
+		log.Debug("Share listing failed", "si", f.si, "err", lr.err)
+		f.firstErr = cmpOr(f.firstErr, lr.err)
+	}
+	for _, loc := range lr.shares {
+		if loc.err != nil {
+			log.Warn("Share failed verification", "si", f.si, "server", loc.srv.ID().String(), "shnum", loc.shnum, "err", loc.err)
+			f.firstErr = cmpOr(f.firstErr, loc.err)
+			continue
+		}
+		if !f.haveLayout {
+			f.l, f.haveLayout = loc.layout, true
+		} else if loc.layout != f.l {
+			continue // cannot happen for shares verified against one root
+		}
+		st := f.stats[loc.srv.ID()]
+		if st == nil {
+			st = new(srvStat)
+			f.stats[loc.srv.ID()] = st
+		}
+		st.observe(loc.lat)
+		f.sources = append(f.sources, &source{srv: loc.srv, shnum: loc.shnum, proof: loc.proof, stat: st})
+		f.shnums[loc.shnum] = true
+	}
+	return len(f.shnums)
+}
+
+// enough returns an ErrNotEnoughShares error unless k distinct shares are
+// verified.
+func (f *File) enough() error {
+	f.srcMu.Lock()
+	defer f.srcMu.Unlock()
+	if err := f.ctx.Err(); err != nil {
+		return fmt.Errorf("%v: %w", f.si, err)
+	}
+	if len(f.shnums) < f.k {
+		err := notEnoughShares(f.si.String(), f.k, len(f.shnums))
+		if f.firstErr != nil {
+			err = fmt.Errorf("%w (first problem: %v)", err, f.firstErr)
+		}
+		return err
+	}
+	return nil
 }
 
 func cmpOr(a, b error) error {
@@ -370,8 +445,14 @@ func (f *File) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 	first := int(off / segSize)
 	last := int((off + int64(len(want)) - 1) / segSize)
 	f.mu.Lock()
-	sequential := off == f.lastEnd && off != 0
-	f.lastEnd = off + int64(len(want))
+	// Sequential: starts near where the last read ended. The kernel issues
+	// read-ahead reads concurrently and slightly out of order, so "near"
+	// is within two segments, not exactly at the end.
+	sequential := f.lastEnd > 0 && off >= f.lastEnd-2*segSize && off <= f.lastEnd+2*segSize
+	f.lastEnd = max(f.lastEnd, off+int64(len(want)))
+	if !sequential {
+		f.lastEnd = off + int64(len(want))
+	}
 	f.mu.Unlock()
 	ahead := last
 	if sequential {
@@ -535,12 +616,14 @@ func (f *File) candidates() []*source {
 		fails int32
 		lat   int64
 	}
+	f.srcMu.Lock()
 	cs := make([]cand, 0, len(f.sources))
 	for _, s := range f.sources {
 		if !s.bad.Load() {
 			cs = append(cs, cand{s, s.stat.fails.Load(), s.stat.latency.Load()})
 		}
 	}
+	f.srcMu.Unlock()
 	const slack = int64(time.Millisecond)
 	sort.SliceStable(cs, func(i, j int) bool {
 		a, b := cs[i], cs[j]
@@ -575,23 +658,26 @@ type blockResult struct {
 }
 
 // fetchSegment fetches k verified blocks of seg from distinct shares in
-// parallel, replacing any that fail, and decodes them.
+// parallel, replacing any that fail, and decodes them. A request slower
+// than a few times the expected latency gets a hedge: one more share is
+// asked, and the first k good blocks win.
 func (f *File) fetchSegment(ctx context.Context, seg int) ([]byte, error) {
 	cands := f.candidates()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan blockResult, len(cands)) // stragglers never block
-	busy := make(map[int]bool, f.k)
-	next, outstanding, got := 0, 0, 0
+	tried := make([]bool, len(cands))
+	busy := make(map[int]bool, f.k) // share numbers in flight or fetched
+	outstanding, got := 0, 0
+	var slowest int64 // expected latency of the requests launched
 	launch := func() bool {
-		for next < len(cands) {
-			s := cands[next]
-			next++
-			if busy[s.shnum] {
+		for i, s := range cands {
+			if tried[i] || busy[s.shnum] {
 				continue
 			}
-			busy[s.shnum] = true
+			tried[i], busy[s.shnum] = true, true
 			outstanding++
+			slowest = max(slowest, s.stat.latency.Load())
 			go func() { results <- f.fetchBlock(ctx, s, seg) }()
 			return true
 		}
@@ -602,6 +688,8 @@ func (f *File) fetchSegment(ctx context.Context, seg int) ([]byte, error) {
 			break
 		}
 	}
+	hedge := time.NewTimer(f.hedgeDelay(slowest))
+	defer hedge.Stop()
 	blocks := make([][]byte, f.l.N)
 	var lastErr error
 	for got < f.k {
@@ -615,6 +703,10 @@ func (f *File) fetchSegment(ctx context.Context, seg int) ([]byte, error) {
 		var r blockResult
 		select {
 		case r = <-results:
+		case <-hedge.C:
+			launch()
+			hedge.Reset(f.hedgeDelay(slowest))
+			continue
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -641,13 +733,27 @@ func (f *File) fetchSegment(ctx context.Context, seg int) ([]byte, error) {
 	return data, nil
 }
 
+// hedgeDelay is how long a segment fetch waits before asking one more
+// share: four times the slowest expected latency plus 10 ms, at most half
+// the request timeout.
+func (f *File) hedgeDelay(expected int64) time.Duration {
+	d := 4*time.Duration(expected) + 10*time.Millisecond
+	return min(d, max(f.c.timeout/2, time.Millisecond))
+}
+
 // fetchBlock reads and checks one block; a block failing its hash marks the
 // share bad for the life of the File.
 func (f *File) fetchBlock(ctx context.Context, s *source, seg int) blockResult {
 	start := time.Now()
 	b, err := f.c.readShare(ctx, s.srv, f.si, s.shnum, f.l.BlockOffset(seg), int64(f.l.BlockSize(seg)))
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() != nil {
+			// Cancelled because other shares were faster: this server is
+			// at least this slow, so later segments ask it later.
+			if d := time.Since(start); int64(d) > s.stat.latency.Load() {
+				s.stat.observe(d)
+			}
+		} else {
 			s.stat.fails.Add(1)
 			if errors.Is(err, ErrCorrupt) {
 				s.bad.Store(true)
@@ -660,7 +766,7 @@ func (f *File) fetchBlock(ctx context.Context, s *source, seg int) blockResult {
 		s.bad.Store(true)
 		s.stat.fails.Add(1)
 		f.c.log.Warn("Corrupt block", "si", f.si, "server", s.srv.ID().String(), "shnum", s.shnum, "seg", seg, "err", err)
-		return blockResult{src: s, err: fmt.Errorf("share %d on %v, segment %d: %w: %w", s.shnum, s.srv.ID(), seg, ErrCorrupt, err)}
+		return blockResult{src: s, err: fmt.Errorf("server %v: %w", s.srv.ID(), err)}
 	}
 	s.stat.observe(time.Since(start))
 	return blockResult{src: s, block: b}

@@ -84,6 +84,9 @@ const (
 	// request timeout in all).
 	mutableWaitStep = 20 * time.Millisecond
 	maxMutableWaits = 500
+	// Grace period of an early read (see mapSlot).
+	mutableGraceMin    = 50 * time.Millisecond
+	mutableGraceFactor = 4
 )
 
 // CreateMutable creates a mutable file (or, with dir, a directory whose
@@ -113,7 +116,7 @@ func (c *Client) Publish(ctx context.Context, wc caps.MutableWriteCap, content [
 				return Version{}, fmt.Errorf("publish %v: %w", si, err)
 			}
 		}
-		st := c.mapSlot(ctx, wc.VerifyCap())
+		st := c.mapSlot(ctx, wc.VerifyCap(), false)
 		if err := c.enoughServers(si, st); err != nil {
 			return Version{}, fmt.Errorf("publish: %w", err)
 		}
@@ -132,7 +135,8 @@ func (c *Client) Publish(ctx context.Context, wc caps.MutableWriteCap, content [
 
 // Retrieve returns the newest version of the mutable file c names (a write
 // or read cap) that it can fully rebuild from verified shares. It asks every
-// server at once. Among versions with the same sequence number it takes the
+// server at once; once enough have answered it waits only a short grace
+// period for stalled ones (see mapSlot). Among versions with the same sequence number it takes the
 // one with the higher root, so every reader picks the same one. If that
 // version is older than one this client saw before, it returns ErrRollback.
 func (c *Client) Retrieve(ctx context.Context, cp caps.Cap) ([]byte, Version, error) {
@@ -140,7 +144,7 @@ func (c *Client) Retrieve(ctx context.Context, cp caps.Cap) ([]byte, Version, er
 	if !ok {
 		return nil, Version{}, fmt.Errorf("retrieve: want a mutable write or read cap, have %s: %w", kindOf(cp), errNotMutable)
 	}
-	content, v, _, err := c.retrieve(ctx, rc)
+	content, v, _, err := c.retrieve(ctx, rc, true)
 	return content, v, err
 }
 
@@ -174,7 +178,9 @@ func (c *Client) Modify(ctx context.Context, wc caps.MutableWriteCap, fn func(ol
 				return Version{}, fmt.Errorf("modify %v: %w", si, err)
 			}
 		}
-		old, v, st, err := c.retrieve(ctx, rc)
+		// After a lost race, wait for every server: the one that refused
+		// us may be slow to answer.
+		old, v, st, err := c.retrieve(ctx, rc, attempt == 0)
 		if err != nil {
 			return Version{}, fmt.Errorf("modify: %w", err)
 		}
@@ -293,12 +299,13 @@ func sleepJitter(ctx context.Context, limit time.Duration) error {
 	}
 }
 
-// enoughServers refuses to write when fewer than Happy servers answered the
-// read just before: the write would fail anyway, and the shares it did
-// replace would leave the old version unrecoverable too.
+// enoughServers refuses to write when the read just before failed on so
+// many servers that fewer than Happy are left: the write would fail anyway,
+// and the shares it did replace would leave the old version unrecoverable
+// too. Servers an early read did not wait for count as alive.
 func (c *Client) enoughServers(si caps.StorageIndex, st *slotState) error {
-	if st.servers < c.params.Happy {
-		return fmt.Errorf("%v: only %d servers answered, not writing: %w", si, st.servers, notHappy(st.servers, c.params.Happy))
+	if alive := len(c.servers) - st.failed; alive < c.params.Happy {
+		return fmt.Errorf("%v: %d servers failed to answer, not writing: %w", si, st.failed, notHappy(alive, c.params.Happy))
 	}
 	return nil
 }
@@ -308,6 +315,7 @@ type slotState struct {
 	versions []*versionShares // one per (seq, root)
 	maxSeq   uint64           // highest seq of any verified share
 	servers  int              // servers that answered
+	failed   int              // servers whose read failed (not counting those an early read left waiting)
 	corrupt  int              // shares that failed verification
 }
 
@@ -328,42 +336,72 @@ func (vs *versionShares) list() []*caps.MutableShare {
 }
 
 // mapSlot reads slot vc.SI from every server in parallel (each request
-// bounded by the client's timeout) and verifies every share it gets.
-func (c *Client) mapSlot(ctx context.Context, vc caps.MutableVerifyCap) *slotState {
+// bounded by the client's timeout) and verifies every share it gets, in the
+// goroutine that read it.
+//
+// With early set, once more than n - happy servers answered and the newest
+// version seen (highest seq, then highest root) has k verified shares, it
+// waits only a grace period (4 times the time taken so far, at least 50 ms,
+// at most the request timeout) for the rest. A successful publish reached
+// at least happy servers, so among more than n - happy honest answers at
+// least one shows a newer successful version; the grace period lets the
+// answers of every responsive server in, so servers serving stale versions
+// are outvoted as when waiting for all, while a stalled server costs the
+// grace period instead of the whole request timeout. Without early it waits
+// for every server.
+func (c *Client) mapSlot(ctx context.Context, vc caps.MutableVerifyCap, early bool) *slotState {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // stragglers see it and return into the buffered channel
 	type answer struct {
-		shares []SlotShare
-		err    error
+		srv     int
+		shares  []*caps.MutableShare
+		corrupt int
+		err     error
 	}
-	answers := make([]answer, len(c.servers))
-	var wg sync.WaitGroup
+	answers := make(chan answer, len(c.servers))
 	for i, s := range c.servers {
-		wg.Go(func() {
+		go func() {
 			rctx, cancel := context.WithTimeout(ctx, c.timeout)
 			defer cancel()
 			ss, err := s.ReadSlot(rctx, vc.SI)
-			answers[i] = answer{ss, err}
-		})
+			a := answer{srv: i, err: err}
+			for _, raw := range ss {
+				sh, err := caps.ParseMutableShare(vc, raw.Data)
+				if err == nil && sh.Shnum != raw.Shnum {
+					err = fmt.Errorf("share claims number %d, stored as %d: %w", sh.Shnum, raw.Shnum, caps.ErrFormat)
+				}
+				if err != nil {
+					a.corrupt++
+					c.log.Debug("Mutable share rejected", "si", vc.SI, "server", s.ID().String(), "shnum", raw.Shnum, "err", err)
+					continue
+				}
+				a.shares = append(a.shares, sh)
+			}
+			answers <- a
+		}()
 	}
-	wg.Wait()
 
 	st := &slotState{}
 	byVersion := make(map[Version]*versionShares)
-	for i, a := range answers {
+	need := max(1, len(c.servers)-c.params.Happy+1)
+	start := time.Now()
+	var grace <-chan time.Time
+collect:
+	for range c.servers {
+		var a answer
+		select {
+		case a = <-answers:
+		case <-grace:
+			break collect
+		}
 		if a.err != nil {
-			c.log.Debug("Mutable slot read failed", "si", vc.SI, "server", c.servers[i].ID().String(), "err", a.err)
+			c.log.Debug("Mutable slot read failed", "si", vc.SI, "server", c.servers[a.srv].ID().String(), "err", a.err)
+			st.failed++
 			continue
 		}
 		st.servers++
-		for _, raw := range a.shares {
-			sh, err := caps.ParseMutableShare(vc, raw.Data)
-			if err == nil && sh.Shnum != raw.Shnum {
-				err = fmt.Errorf("share claims number %d, stored as %d: %w", sh.Shnum, raw.Shnum, caps.ErrFormat)
-			}
-			if err != nil {
-				st.corrupt++
-				c.log.Debug("Mutable share rejected", "si", vc.SI, "server", c.servers[i].ID().String(), "shnum", raw.Shnum, "err", err)
-				continue
-			}
+		st.corrupt += a.corrupt
+		for _, sh := range a.shares {
 			st.maxSeq = max(st.maxSeq, sh.Seq)
 			v := Version{Seq: sh.Seq, Root: sh.Root}
 			vs := byVersion[v]
@@ -373,30 +411,57 @@ func (c *Client) mapSlot(ctx context.Context, vc caps.MutableVerifyCap) *slotSta
 				st.versions = append(st.versions, vs)
 			}
 			// Only a misbehaving writer signs two headers with one root;
-			// keep the first (servers are scanned in a fixed order).
+			// keep the first.
 			if bytes.Equal(vs.header, sh.Header) && vs.shares[sh.Shnum] == nil {
 				vs.shares[sh.Shnum] = sh
 			}
 		}
+		if early && grace == nil && st.servers >= need && st.newestRecoverable() {
+			d := min(max(mutableGraceMin, mutableGraceFactor*time.Since(start)), c.timeout)
+			t := time.NewTimer(d)
+			defer t.Stop()
+			grace = t.C
+		}
 	}
 	// Newest first; on equal seq the higher root, so every reader agrees.
-	slices.SortFunc(st.versions, func(a, b *versionShares) int {
-		if a.v.Seq != b.v.Seq {
-			if a.v.Seq > b.v.Seq {
-				return -1
-			}
-			return 1
-		}
-		return -bytes.Compare(a.v.Root[:], b.v.Root[:])
-	})
+	slices.SortFunc(st.versions, compareVersions)
 	return st
+}
+
+func compareVersions(a, b *versionShares) int {
+	if a.v.Seq != b.v.Seq {
+		if a.v.Seq > b.v.Seq {
+			return -1
+		}
+		return 1
+	}
+	return -bytes.Compare(a.v.Root[:], b.v.Root[:])
+}
+
+// newestRecoverable reports whether the version that sorts first has k
+// verified shares.
+func (st *slotState) newestRecoverable() bool {
+	var top *versionShares
+	for _, vs := range st.versions {
+		if top == nil || compareVersions(vs, top) < 0 {
+			top = vs
+		}
+	}
+	if top == nil {
+		return false
+	}
+	for _, sh := range top.shares {
+		return len(top.shares) >= sh.K
+	}
+	return false
 }
 
 // retrieve returns the newest version it can rebuild, with the slot state
 // it was chosen from.
-func (c *Client) retrieve(ctx context.Context, rc caps.MutableReadCap) ([]byte, Version, *slotState, error) {
+// With early, it may stop waiting for slow servers (see mapSlot).
+func (c *Client) retrieve(ctx context.Context, rc caps.MutableReadCap, early bool) ([]byte, Version, *slotState, error) {
 	si := rc.StorageIndex()
-	st := c.mapSlot(ctx, rc.VerifyCap())
+	st := c.mapSlot(ctx, rc.VerifyCap(), early)
 	if err := ctx.Err(); err != nil {
 		return nil, Version{}, st, fmt.Errorf("retrieve %v: %w", si, err)
 	}
@@ -445,7 +510,8 @@ func (c *Client) retrieve(ctx context.Context, rc caps.MutableReadCap) ([]byte, 
 
 // publishAt encodes content as version seq and writes its n shares to the
 // permuted ring of the slot, every server's shares in one atomic WriteSlot
-// under that server's write enabler. It succeeds when shares reached at
+// under that server's write enabler; shares whose server failed are tried
+// once more on the next unused servers of the ring. It succeeds when shares reached at
 // least Happy distinct servers and no server refused the write as stale;
 // otherwise the error wraps ErrStale (someone published seq or higher
 // first) or ErrNotHappy. The returned Version is set even on error.
@@ -474,34 +540,58 @@ func (c *Client) publishAt(ctx context.Context, wc caps.MutableWriteCap, content
 		}
 		t.writes = append(t.writes, SlotShare{Shnum: shnum, Seq: seq, Data: shares[shnum]})
 	}
-	errs := make([]error, len(targets))
-	var wg sync.WaitGroup
-	for i, t := range targets {
-		wg.Go(func() {
-			rctx, cancel := context.WithTimeout(ctx, c.timeout)
-			defer cancel()
-			id := t.srv.ID()
-			we := WriteEnabler(caps.WriteEnabler(wc, []byte(id)))
-			errs[i] = t.srv.WriteSlot(rctx, si, we, t.writes, c.lease(si, id))
-		})
+	write := func(ts []*target) []error {
+		errs := make([]error, len(ts))
+		var wg sync.WaitGroup
+		for i, t := range ts {
+			wg.Go(func() {
+				rctx, cancel := context.WithTimeout(ctx, c.timeout)
+				defer cancel()
+				id := t.srv.ID()
+				we := WriteEnabler(caps.WriteEnabler(wc, []byte(id)))
+				errs[i] = t.srv.WriteSlot(rctx, si, we, t.writes, c.lease(si, id))
+			})
+		}
+		wg.Wait()
+		return errs
 	}
-	wg.Wait()
 	ok := 0
 	var stale, other error
-	for i, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case errors.Is(err, ErrStale):
-			if stale == nil {
-				stale = fmt.Errorf("server %v: %w", targets[i].srv.ID(), err)
-			}
-		default:
-			c.log.Debug("Mutable share write failed", "si", si, "server", targets[i].srv.ID().String(), "err", err)
-			if other == nil {
-				other = fmt.Errorf("server %v: %w", targets[i].srv.ID(), err)
+	tally := func(ts []*target, errs []error) (failed []*target) {
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case errors.Is(err, ErrStale):
+				if stale == nil {
+					stale = fmt.Errorf("server %v: %w", ts[i].srv.ID(), err)
+				}
+			default:
+				c.log.Debug("Mutable share write failed", "si", si, "server", ts[i].srv.ID().String(), "err", err)
+				if other == nil {
+					other = fmt.Errorf("server %v: %w", ts[i].srv.ID(), err)
+				}
+				failed = append(failed, ts[i])
 			}
 		}
+		return failed
+	}
+	failed := tally(targets, write(targets))
+	// One more round: the shares of servers that failed go to servers
+	// further along the ring that hold none of this version yet.
+	if stale == nil && len(failed) > 0 {
+		var retry []*target
+		for _, srv := range ring {
+			if len(retry) == len(failed) {
+				break
+			}
+			if byID[srv.ID()] == nil {
+				t := &target{srv: srv, writes: failed[len(retry)].writes}
+				byID[srv.ID()] = t
+				retry = append(retry, t)
+			}
+		}
+		tally(retry, write(retry))
 	}
 	if stale != nil {
 		return v, fmt.Errorf("publish %v seq %d: a concurrent writer published first: %w", si, seq, stale)
@@ -515,4 +605,71 @@ func (c *Client) publishAt(ctx context.Context, wc caps.MutableWriteCap, content
 	}
 	c.seqs.Observe(si, seq)
 	return v, nil
+}
+
+// CreateDir creates a directory holding t (nil: empty) as version 1 and
+// returns its write cap. Child write caps in t are sealed under the new
+// directory's write key.
+func (c *Client) CreateDir(ctx context.Context, t *caps.Table) (caps.MutableWriteCap, error) {
+	wc, err := caps.NewMutableWriteCap(rand.Reader, true)
+	if err != nil {
+		return caps.MutableWriteCap{}, fmt.Errorf("create dir: %w", err)
+	}
+	if t == nil {
+		t = caps.NewTable()
+	}
+	content, err := t.Encode(&wc)
+	if err != nil {
+		return caps.MutableWriteCap{}, fmt.Errorf("create dir: %w", err)
+	}
+	if _, err := c.publishAt(ctx, wc, content, 1); err != nil {
+		return caps.MutableWriteCap{}, fmt.Errorf("create dir: %w", err)
+	}
+	return wc, nil
+}
+
+// ReadDir retrieves and decodes the directory cp names. With a dir-rw cap
+// the entries carry their children's write caps; with a dir-ro cap they
+// carry none (transitive read-only).
+func (c *Client) ReadDir(ctx context.Context, cp caps.Cap) (*caps.Table, Version, error) {
+	rc, ok := caps.MutableReadCapOf(cp)
+	if !ok || !rc.Dir {
+		return nil, Version{}, fmt.Errorf("read dir: want a dir-rw or dir-ro cap, have %s: %w", kindOf(cp), errNotMutable)
+	}
+	var wc *caps.MutableWriteCap
+	switch w := cp.(type) {
+	case caps.MutableWriteCap:
+		wc = &w
+	case *caps.MutableWriteCap:
+		wc = w
+	}
+	content, v, _, err := c.retrieve(ctx, rc, true)
+	if err != nil {
+		return nil, Version{}, fmt.Errorf("read dir: %w", err)
+	}
+	t, err := caps.DecodeTable(content, wc)
+	if err != nil {
+		return nil, Version{}, fmt.Errorf("read dir %v seq %d: %w", rc.StorageIndex(), v.Seq, err)
+	}
+	return t, v, nil
+}
+
+// ModifyDir applies entry-level changes to the directory wc names with
+// Modify and caps.Table.Apply: changes to other names made concurrently by
+// other writers are kept, and a change whose Prev no longer matches returns
+// a *caps.ConflictError (errors.Is(err, ErrConflict)) with nothing written.
+func (c *Client) ModifyDir(ctx context.Context, wc caps.MutableWriteCap, changes []caps.Change) (Version, error) {
+	if !wc.Dir {
+		return Version{}, fmt.Errorf("modify dir: want a dir-rw cap, have %s: %w", wc.Kind(), errNotMutable)
+	}
+	return c.Modify(ctx, wc, func(old []byte, v Version) ([]byte, error) {
+		t, err := caps.DecodeTable(old, &wc)
+		if err != nil {
+			return nil, fmt.Errorf("modify dir seq %d: %w", v.Seq, err)
+		}
+		if err := t.Apply(changes); err != nil {
+			return nil, err
+		}
+		return t.Encode(&wc)
+	})
 }

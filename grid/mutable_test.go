@@ -540,3 +540,124 @@ func TestMutableModifyManyWriters(t *testing.T) {
 		t.Fatalf("table has %d entries after %d writes (seq %d): %v", tb.Len(), rounds*len(clients), v.Seq, tb.Names())
 	}
 }
+
+// TestMutableDirHelpers: CreateDir, ModifyDir and ReadDir, and the
+// read-only view through a dir-ro cap.
+func TestMutableDirHelpers(t *testing.T) {
+	servers := gridtest.NewMemGrid(10)
+	c := mutClient(t, servers)
+	child, err := c.CreateDir(mutCtx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := c.CreateDir(mutCtx(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := &caps.Entry{Type: caps.TypeDir, ReadCap: child.ReadCap().String(), WriteCap: child.String()}
+	changes := []caps.Change{{Name: "sub", New: sub}, {Name: "f", New: fileEntry(1)}}
+	v, err := c.ModifyDir(mutCtx(t), root, changes)
+	if err != nil || v.Seq != 2 {
+		t.Fatalf("ModifyDir: seq %d, %v", v.Seq, err)
+	}
+	if changes[0].New != sub {
+		t.Error("ModifyDir changed the caller's slice")
+	}
+	// Same change again: already there, not a conflict, nothing published.
+	if v, err := c.ModifyDir(mutCtx(t), root, changes); err != nil || v.Seq != 2 {
+		t.Fatalf("repeated ModifyDir: seq %d, %v; want seq 2 and no error", v.Seq, err)
+	}
+	// Replacing with a stale Prev conflicts.
+	_, err = c.ModifyDir(mutCtx(t), root, []caps.Change{{Name: "f", New: fileEntry(2), Prev: fileEntry(3).ReadCap}})
+	if !errors.Is(err, grid.ErrConflict) {
+		t.Fatalf("stale Prev: %v, want ErrConflict", err)
+	}
+	rw, _, err := c.ReadDir(mutCtx(t), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := rw.Get("sub"); !ok || e.WriteCap != child.String() {
+		t.Fatalf("write view of sub: %+v", e)
+	}
+	ro, _, err := mutClient(t, servers).ReadDir(mutCtx(t), root.ReadCap())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := ro.Get("sub"); !ok || e.WriteCap != "" || e.ReadCap != child.ReadCap().String() {
+		t.Fatalf("read-only view of sub: %+v", e)
+	}
+	if _, _, err := c.ReadDir(mutCtx(t), caps.MutableWriteCap{}); err == nil {
+		t.Error("ReadDir accepted a mut-rw cap")
+	}
+}
+
+// TestMutableSpareServers: with more servers than shares, the shares of
+// servers that fail go to the next servers on the ring.
+func TestMutableSpareServers(t *testing.T) {
+	servers, faults := gridtest.NewFaultGrid(13)
+	c := mutClient(t, servers)
+	wc := mutCreate(t, c, []byte("v1"), false)
+	ring := grid.PermutedRing(wc.StorageIndex(), servers)
+	// Break two of the servers that hold shares (not the spares).
+	broken := map[grid.ServerID]bool{ring[0].ID(): true, ring[4].ID(): true}
+	for i, s := range servers {
+		if broken[s.ID()] {
+			faults[i].Set(faultserver.Faults{Full: true})
+		}
+	}
+	if _, err := c.Publish(mutCtx(t), wc, []byte("v2")); err != nil {
+		t.Fatal(err)
+	}
+	holders := 0
+	for _, s := range servers {
+		ss, err := s.ReadSlot(mutCtx(t), wc.StorageIndex())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sh := range ss {
+			if sh.Seq == 2 {
+				holders++
+				if broken[s.ID()] {
+					t.Errorf("full server %v took a share", s.ID())
+				}
+			}
+		}
+	}
+	if holders != 10 {
+		t.Fatalf("%d shares of v2 placed, want 10", holders)
+	}
+	wantContent(t, c, wc, []byte("v2"), 2)
+}
+
+// TestMutableStalledServers: servers that stall until their request times
+// out do not stall a read: with the request timeout far beyond the test's
+// deadline, Retrieve must still return the content.
+func TestMutableStalledServers(t *testing.T) {
+	servers, faults := gridtest.NewFaultGrid(10)
+	c, err := grid.NewClient(grid.ClientConfig{
+		Servers:        servers,
+		Params:         caps.Params{K: 3, Happy: 7, N: 10, SegmentSize: 4096},
+		RequestTimeout: time.Hour,
+		Logger:         quietLogger(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc := mutCreate(t, c, []byte("v1"), true)
+	for i := range 3 {
+		faults[i].Set(faultserver.Faults{Hang: true})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, v, err := c.Retrieve(ctx, wc.ReadCap())
+	if err != nil || string(got) != "v1" || v.Seq != 1 {
+		t.Fatalf("Retrieve with 3 stalled servers: %q seq %d, %v", got, v.Seq, err)
+	}
+	tb, _, err := c.ReadDir(ctx, wc)
+	if err == nil {
+		t.Fatalf("ReadDir of a non-table decoded %d entries", tb.Len())
+	}
+	for i := range 3 {
+		faults[i].Reset()
+	}
+}

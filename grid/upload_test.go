@@ -84,9 +84,23 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(cap): %v", err)
 			}
-			got, err := download(t, c, parsed)
-			if err != nil {
-				t.Fatalf("Download: %v", err)
+			var got []byte
+			{
+				var buf bytes.Buffer
+				var prog int64
+				err := c.Download(ctxT(t), parsed, &buf, func(n int64) {
+					if n < prog {
+						t.Errorf("download progress went back from %d to %d", prog, n)
+					}
+					prog = n
+				})
+				if err != nil {
+					t.Fatalf("Download: %v", err)
+				}
+				if prog != int64(tc.size) && tc.size > 0 {
+					t.Errorf("last download progress %d, want %d", prog, tc.size)
+				}
+				got = buf.Bytes()
 			}
 			if !bytes.Equal(got, data) {
 				t.Fatalf("Download returned %d bytes differing from the %d uploaded", len(got), len(data))

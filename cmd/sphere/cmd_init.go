@@ -49,4 +49,4 @@ get work at once on this machine.`,
 
 // initNode prepares the node part of a new home (identity, listen ports,
 // grid key).
-func initNode(h *home.Home) error { return nil }
+func initNode(h *home.Home) error { return home.InitNode(h) }

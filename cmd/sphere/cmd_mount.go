@@ -61,6 +61,16 @@ func runMount(ctx context.Context, g *globals, args []string, debug bool) error 
 	if err != nil {
 		return err
 	}
+	// A dead mount process leaves "transport endpoint is not connected"
+	// behind; detach it so the new mount can take its place.
+	if _, err := os.Stat(abs); errors.Is(err, syscall.ENOTCONN) {
+		slog.Warn("Detaching a stale mount", "dir", abs)
+		syscall.Unmount(abs, syscall.MNT_DETACH)
+	}
+	// ctx ends on Ctrl-C/SIGTERM, which is when pending changes must still
+	// be saved: the grid client and the tree live on a context of their own.
+	signalled := ctx
+	ctx = context.WithoutCancel(ctx)
 	client, closeClient, err := openClient(ctx, h)
 	if err != nil {
 		return err
@@ -104,7 +114,7 @@ func runMount(ctx context.Context, g *globals, args []string, debug bool) error 
 	go func() { srv.Wait(); close(served) }()
 	select {
 	case <-served: // unmounted from outside (sphere unmount, fusermount -u)
-	case <-ctx.Done():
+	case <-signalled.Done():
 		unmountServer(srv.Unmount, abs)
 		select {
 		case <-served:

@@ -122,7 +122,7 @@ func TestTreeVerbsUsage(t *testing.T) {
 	treeHome(t)
 	for _, args := range [][]string{
 		{"mkdir"}, {"rm"}, {"mv", "a"}, {"cp", "a"}, {"share"}, {"ls", "a", "b"},
-		{"cp", "local1", "local2"},        // no grid path
+		{"cp", "local1", "local2"},         // no grid path
 		{"rm", "sphere:/"},                 // the root
 		{"mv", "sphere:/a", "sphere:/a/b"}, // into itself is checked after stat; a is missing -> error 1
 	} {
@@ -141,8 +141,8 @@ func TestMkdirLsRmMv(t *testing.T) {
 		t.Fatalf("fresh drive lists %v", got)
 	}
 	mustRun(t, "mkdir", "/photos")
-	mustFail(t, exitError, "mkdir", "/photos")       // exists
-	mustFail(t, exitError, "mkdir", "/a/b/c")        // no parent
+	mustFail(t, exitError, "mkdir", "/photos")            // exists
+	mustFail(t, exitError, "mkdir", "/a/b/c")             // no parent
 	mustRun(t, "mkdir", "-p", "/a/b/c", "sphere:/photos") // -p: parents, existing ok
 	if got := strings.Join(lsNames(t), " "); got != "a/ photos/" {
 		t.Fatalf("ls / = %q", got)

@@ -60,6 +60,8 @@ type cluster struct {
 	t   *testing.T
 	bin string
 	dir string
+	// lastCPU is the CPU time of the last short-lived verb.
+	lastCPU time.Duration
 }
 
 func (c *cluster) home(name string) string { return filepath.Join(c.dir, name) }
@@ -74,6 +76,9 @@ func (c *cluster) run(home string, args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
+	if cmd.ProcessState != nil {
+		c.lastCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
 	if err != nil {
 		return out.String(), fmt.Errorf("sphere %s (home %s): %w: %s", strings.Join(args, " "), home, err, lastLine(errb.String()))
 	}
@@ -199,6 +204,27 @@ func rssKiB(t *testing.T, pid int) int {
 	return 0
 }
 
+// cpuTime reads the user+system CPU time of a running process from
+// /proc/<pid>/stat (clock ticks of 10 ms).
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name (which may hold spaces) in ")".
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		t.Fatalf("short /proc/%d/stat", pid)
+	}
+	ut, err1 := strconv.Atoi(f[11])
+	st, err2 := strconv.Atoi(f[12])
+	if err1 != nil || err2 != nil {
+		t.Fatalf("/proc/%d/stat: %v %v", pid, err1, err2)
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
 func randomFile(t *testing.T, dir string, size int) (string, []byte) {
 	t.Helper()
 	data := make([]byte, size)
@@ -238,6 +264,14 @@ func TestUpReady(t *testing.T) {
 	c.getSame("up", capStr, data)
 	if st := c.status("up"); st.Shares != 10 {
 		t.Fatalf("after put: %d shares held, want 10", st.Shares)
+	}
+	out, err := c.run("up", "renew", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rn struct{ Caps, Renewed, Failed int }
+	if err := json.Unmarshal([]byte(out), &rn); err != nil || rn.Caps != 1 || rn.Renewed != 1 {
+		t.Fatalf("renew: %q, %v; want 1 of 1 renewed", out, err)
 	}
 	p.stop()
 	if _, err := os.Stat(filepath.Join(c.home("up"), "node.json")); !os.IsNotExist(err) {
@@ -299,13 +333,30 @@ func TestGridTenNodes(t *testing.T) {
 	t.Logf("idle node RSS: %d KiB", idle)
 
 	file, data := randomFile(t, c.dir, 64<<20)
+	nodesCPU := func() time.Duration {
+		var sum time.Duration
+		for _, p := range procs {
+			sum += cpuTime(t, p.cmd.Process.Pid)
+		}
+		return sum
+	}
+	c0 := nodesCPU()
 	t0 := time.Now()
 	capStr := c.put(name(1), file)
 	t1 := time.Now()
+	putCPU := c.lastCPU
+	c1 := nodesCPU()
 	c.getSame(name(2), capStr, data)
 	t2 := time.Now()
+	getCPU := c.lastCPU
+	c2 := nodesCPU()
 	mb := float64(len(data)) / 1e6
-	t.Logf("64 MiB across %d node processes: put %.0f MB/s, get %.0f MB/s (processes, not in-process)", nodes, mb/t1.Sub(t0).Seconds(), mb/t2.Sub(t1).Seconds())
+	t.Logf("64 MiB across %d node processes: put %.0f MB/s wall, %.0f MB/cpu-s (CLI %.2f s + nodes %.2f s CPU); get %.0f MB/s wall, %.0f MB/cpu-s (CLI %.2f s + nodes %.2f s)",
+		nodes, mb/t1.Sub(t0).Seconds(), mb/(putCPU+c1-c0).Seconds(), putCPU.Seconds(), (c1 - c0).Seconds(),
+		mb/t2.Sub(t1).Seconds(), mb/(getCPU+c2-c1).Seconds(), getCPU.Seconds(), (c2 - c1).Seconds())
+	if la, err := os.ReadFile("/proc/loadavg"); err == nil {
+		t.Logf("load average during the test: %s", strings.TrimSpace(string(la)))
+	}
 	t.Logf("serving node RSS after put+get: %d KiB", rssKiB(t, procs[1].cmd.Process.Pid))
 	held := 0
 	for i := 1; i <= nodes; i++ {

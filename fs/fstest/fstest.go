@@ -249,3 +249,6 @@ func (g *Grid) ReadOnly(c caps.Cap) (caps.Cap, error) {
 	}
 	return fc, nil
 }
+
+// IsFake marks the fake grid, for tests that size their work by grid.
+func (g *Grid) IsFake() {}

@@ -7,6 +7,10 @@
 // that is fsynced, renamed into place, its directory fsynced, and only then
 // indexed in bbolt. A crash before the index commit leaves a file the index
 // does not know; Open removes such files and every leftover temp file.
+//
+// Leases expire: Sweep deletes what no live lease covers (after Grace), Run
+// sweeps periodically, CancelLease drops one client's lease. Verify checks
+// the store's invariants without reading share data.
 package boltserver
 
 import (
@@ -22,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -286,6 +291,16 @@ func (s *Server) repair() error {
 					return err
 				}
 			}
+			// A storage index left with nothing loses its leases too.
+			for _, k := range missing {
+				var si caps.StorageIndex
+				copy(si[:], k)
+				if !held(tx, si) {
+					if err := deleteSI(tx, si, &deleted{}); err != nil {
+						return err
+					}
+				}
+			}
 			return nil
 		})
 		if err != nil {
@@ -407,11 +422,11 @@ func (s *Server) writeTemp(ctx context.Context, r io.Reader, size int64) (path s
 	if err != nil {
 		return "", err
 	}
-	path = f.Name()
+	name := f.Name() // not path: a failing return sets path to ""
 	defer func() {
 		if err != nil {
 			f.Close()
-			os.Remove(path)
+			os.Remove(name)
 		}
 	}()
 	bp := writeBufs.Get().(*[]byte)
@@ -432,7 +447,7 @@ func (s *Server) writeTemp(ctx context.Context, r io.Reader, size int64) (path s
 	if err := f.Close(); err != nil {
 		return "", err
 	}
-	return path, nil
+	return name, nil
 }
 
 // onlyWriter hides os.File's ReadFrom, so io.CopyBuffer uses our large
@@ -717,9 +732,14 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 	return c.r.Read(p)
 }
 
-// wrap prefixes a non-nil *err with the operation.
+// wrap prefixes a non-nil *err with the operation. A full disk becomes
+// grid.ErrNoSpace, so callers place the share elsewhere instead of retrying.
 func wrap(err *error, format string, args ...any) {
-	if *err != nil {
-		*err = fmt.Errorf(format+": %w", append(args, *err)...)
+	if *err == nil {
+		return
 	}
+	if errors.Is(*err, syscall.ENOSPC) && !errors.Is(*err, grid.ErrNoSpace) {
+		*err = fmt.Errorf("%w: %w", grid.ErrNoSpace, *err)
+	}
+	*err = fmt.Errorf(format+": %w", append(args, *err)...)
 }

@@ -25,6 +25,9 @@ func open(t *testing.T, dir string, opts boltserver.Options) *boltserver.Server 
 		if err := s.Verify(context.Background()); err != nil {
 			t.Errorf("store invariants after the test: %v", err)
 		}
+		if ents, err := os.ReadDir(filepath.Join(dir, "tmp")); err != nil || len(ents) != 0 {
+			t.Errorf("temp files left after the test: %d, %v", len(ents), err)
+		}
 		if err := s.Close(); err != nil {
 			t.Error(err)
 		}

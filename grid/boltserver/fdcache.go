@@ -15,6 +15,7 @@ type fdCache struct {
 	mu  sync.Mutex
 	m   map[string]*fdEntry
 	lru list.List // of *fdEntry, most recent at the front
+	gen uint64    // bumped by forget: an open racing with it is not cached
 }
 
 type fdEntry struct {
@@ -43,6 +44,7 @@ func (c *fdCache) get(path string) (*fdEntry, error) {
 		c.mu.Unlock()
 		return e, nil
 	}
+	gen := c.gen
 	c.mu.Unlock()
 	f, err := os.Open(path) // outside the lock: opening may block on disk
 	if err != nil {
@@ -50,6 +52,9 @@ func (c *fdCache) get(path string) (*fdEntry, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.gen != gen { // a file was deleted or replaced meanwhile, maybe this one
+		return &fdEntry{path: path, f: f, refs: 1, dead: true}, nil
+	}
 	if e, ok := c.m[path]; ok { // raced with another opener
 		f.Close()
 		e.refs++
@@ -79,6 +84,7 @@ func (c *fdCache) put(e *fdEntry) {
 func (c *fdCache) forget(path string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	if e, ok := c.m[path]; ok {
 		c.dropLocked(e)
 	}

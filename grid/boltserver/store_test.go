@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -162,6 +163,9 @@ func TestOpenRepairsCrashLeftovers(t *testing.T) {
 	if st.Shares != 1 || st.Used != 1000 {
 		t.Errorf("Stat after repair = %+v, want 1 share of 1000 bytes", st)
 	}
+	if err := s.Verify(t.Context()); err != nil {
+		t.Errorf("store after repair: %v", err)
+	}
 	// The lost share can be stored again.
 	write(t, s, lost, 0, data)
 	mustRead(t, s, lost, 0, data)
@@ -279,5 +283,40 @@ func TestRunSweeps(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// A full disk (not the quota) also reads as grid.ErrNoSpace, and leaves
+// nothing behind. Needs root to mount a tiny tmpfs; skipped otherwise.
+func TestDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	s, err := boltserver.Open(dir, boltserver.Options{ID: "srv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	si := gridtest.SI()
+	err = s.WriteShare(t.Context(), si, 0, 2<<20, bytes.NewReader(gridtest.Data(1, 2<<20)), lease("a"))
+	if !errors.Is(err, grid.ErrNoSpace) {
+		t.Fatalf("WriteShare larger than the disk: %v, want ErrNoSpace", err)
+	}
+	if testing.Verbose() {
+		t.Log(err)
+	}
+	if l, err := s.ListShares(t.Context(), si); err != nil || len(l) != 0 {
+		t.Fatalf("after a failed write: %v, %v", l, err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "tmp"))
+	if len(ents) != 0 {
+		t.Fatalf("temp files left after a failed write: %d (%v)", len(ents), ents[0].Name())
+	}
+	// Space is back: a small share fits.
+	write(t, s, si, 0, gridtest.Data(2, 1000))
+	if err := s.Verify(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }

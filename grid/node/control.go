@@ -189,10 +189,8 @@ func DialControl(ctx context.Context, path string) (*Control, error) {
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if _, err := c.Status(pctx); err != nil {
-		var ae *APIError
-		if errors.As(err, &ae) {
-			return nil, err
-		}
+		// Whatever answers (or not) there is not this home's node: a
+		// crashed node's port may since belong to another program.
 		return nil, fmt.Errorf("%w (stale control file %s: %v)", ErrNotRunning, path, err)
 	}
 	return c, nil

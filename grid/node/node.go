@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +19,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	tptu "github.com/libp2p/go-libp2p/p2p/net/upgrader"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -99,9 +102,26 @@ type localPeer struct {
 	store *servedStore
 }
 
-// newHost builds a libp2p host for the grid: private network over TCP,
-// TLS or Noise, the storage protocol's resource limits, no relay, no
-// mDNS, no public bootstrap.
+// usePnet selects libp2p's private network (a PSK XSalsa20 layer under
+// TLS or Noise) instead of the Noise prologue as the grid's admission
+// check. Both refuse hosts without the grid key; pnet also hides the
+// handshake but costs an extra cipher pass over every byte (see
+// docs/BENCHMARKS.md), so it is kept for comparison only.
+var usePnet = false
+
+// gridPrologue is the Noise prologue of a grid: both ends of a handshake
+// must hash the same prologue or the handshake fails, so only holders of
+// the grid key complete a connection. The key itself never leaves the host.
+func gridPrologue(psk []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("sphere-grid-prologue-v1"))
+	h.Write(psk)
+	return h.Sum(nil)
+}
+
+// newHost builds a libp2p host for the grid: TCP, Noise bound to the grid
+// key, the storage protocol's resource limits, no relay, no mDNS, no
+// public bootstrap.
 func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool) (host.Host, error) {
 	if len(psk) != PSKSize {
 		return nil, fmt.Errorf("grid key size: want=%d have=%d", PSKSize, len(psk))
@@ -111,13 +131,24 @@ func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool) (
 		return nil, err
 	}
 	opts := []libp2p.Option{
-		libp2p.PrivateNetwork(pnet.PSK(psk)),
 		libp2p.Transport(tcp.NewTCPTransport),
-		libp2p.Security(tls.ID, tls.New),
-		libp2p.Security(noise.ID, noise.New),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.ResourceManager(rm),
+	}
+	if usePnet {
+		opts = append(opts, libp2p.PrivateNetwork(pnet.PSK(psk)),
+			libp2p.Security(tls.ID, tls.New), libp2p.Security(noise.ID, noise.New))
+	} else {
+		prologue := gridPrologue(psk)
+		opts = append(opts, libp2p.Security(noise.ID,
+			func(id protocol.ID, priv crypto.PrivKey, muxers []tptu.StreamMuxer) (*noise.SessionTransport, error) {
+				t, err := noise.New(id, priv, muxers)
+				if err != nil {
+					return nil, err
+				}
+				return t.WithSessionOptions(noise.Prologue(prologue))
+			}))
 	}
 	if priv != nil {
 		opts = append(opts, libp2p.Identity(priv))

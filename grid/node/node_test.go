@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -316,5 +317,37 @@ func TestLocalServers(t *testing.T) {
 		if peers[i].ID != id {
 			t.Fatalf("local server %d has id %s, want %s", i, peers[i].ID, id)
 		}
+	}
+}
+
+func TestDHTNodesReachEachOther(t *testing.T) {
+	psk := newPSK(t)
+	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), DHT: true})
+	b := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), DHT: true, Bootstrap: []peer.AddrInfo{selfInfo(a.Node)}})
+	waitFor(t, "a to see b", func() bool { return slices.Contains(peerIDs(a.StoragePeers()), b.ID()) })
+	waitFor(t, "a's DHT routing table to hold b", func() bool {
+		return a.dht != nil && slices.Contains(a.dht.RoutingTable().ListPeers(), b.ID())
+	})
+}
+
+func TestControlFileOfAnotherProgram(t *testing.T) {
+	// A control file naming a port where something else answers (here: a
+	// node with another token) is stale, not an error.
+	psk := newPSK(t)
+	cf := filepath.Join(t.TempDir(), "node.json")
+	startNode(t, Config{GridKey: psk, ControlFile: cf})
+	c, err := DialControl(context.Background(), cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "node.json")
+	f := c.File
+	f.Token = "00"
+	raw, _ := json.Marshal(f)
+	if err := os.WriteFile(other, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := DialControl(context.Background(), other); !errors.Is(err, ErrNotRunning) {
+		t.Fatalf("wrong token: %v, want ErrNotRunning", err)
 	}
 }

@@ -2,9 +2,12 @@ package p2p
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -82,7 +85,7 @@ func (c *Client) call(ctx context.Context, req *wire.Request, fn func(s network.
 		return nil, err
 	}
 
-	s, err := c.h.NewStream(network.WithAllowLimitedConn(ctx, "sphere-storage"), c.id, ProtocolID)
+	s, err := c.h.NewStream(ctx, c.id, ProtocolID)
 	if err != nil {
 		chunkPool.Put(bp)
 		return nil, c.ctxErr(ctx, fmt.Errorf("open stream: %w", err))
@@ -161,6 +164,7 @@ func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Read
 		err  error
 	}
 	done := make(chan result, 1)
+	var answered atomic.Bool
 	go func() {
 		// The server may take as long as the whole transfer to answer.
 		_ = s.SetReadDeadline(dl.overall)
@@ -171,6 +175,10 @@ func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Read
 		}
 		resp, err := finishResponse(s, h, wire.MethodWriteShare, c.opts.MaxMessageSize, dl)
 		done <- result{resp, err}
+		// An answer before the data ended means the server stopped
+		// reading: unblock a write waiting for window it will never get.
+		answered.Store(true)
+		_ = s.SetWriteDeadline(time.Unix(1, 0))
 	}()
 	wait := func(sendErr error) (*wire.Response, error) {
 		if sendErr != nil {
@@ -180,7 +188,7 @@ func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Read
 			defer t.Stop()
 			select {
 			case res := <-done:
-				if res.err == nil && res.resp.Status == wire.StatusError {
+				if res.err == nil { // the server's answer explains the failure
 					return res.resp, nil
 				}
 				return nil, sendErr
@@ -208,6 +216,9 @@ func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Read
 		if n > 0 {
 			if err := s.SetWriteDeadline(dl.next()); err != nil {
 				return wait(err)
+			}
+			if answered.Load() {
+				return wait(errors.New("server answered before the share ended"))
 			}
 			if _, err := s.Write(buf[:n]); err != nil {
 				return wait(fmt.Errorf("send share data: %w", err))
@@ -285,10 +296,13 @@ func (c *Client) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int,
 			return nil, fmt.Errorf("%w: server sent %d bytes for a read of %d", ErrProtocol, resp.DataLen, length)
 		}
 		n := resp.DataLen
-		data = make([]byte, 0, min(n, maxPrealloc))
-		for int64(len(data)) < n {
+		data = make([]byte, min(n, maxPrealloc))
+		if err := readFull(s, data, dl); err != nil {
+			return nil, fmt.Errorf("read share data: %w", err)
+		}
+		for int64(len(data)) < n { // a share larger than maxPrealloc
 			k := int(min(n-int64(len(data)), maxPrealloc))
-			data = append(data, make([]byte, k)...)
+			data = slices.Grow(data, k)[:len(data)+k]
 			if err := readFull(s, data[len(data)-k:], dl); err != nil {
 				return nil, fmt.Errorf("read share data: %w", err)
 			}

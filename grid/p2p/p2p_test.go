@@ -286,7 +286,7 @@ func heapInUse() uint64 {
 // afterwards the server's goroutines and memory return near their start.
 func TestHostilePeer(t *testing.T) {
 	const (
-		idle   = 500 * time.Millisecond
+		idle   = 2 * time.Second // short, yet long enough for honest chunks under -race and load
 		flood  = 120
 		honest = 4 << 20
 	)
@@ -473,3 +473,46 @@ func TestCloseEndsStalledRequests(t *testing.T) {
 		t.Fatalf("cut-off share stored: %v", l)
 	}
 }
+
+// failAfterStore reads some of a share, then fails it.
+type failAfterStore struct {
+	errStore
+	after int64
+}
+
+func (f *failAfterStore) WriteShare(ctx context.Context, _ caps.StorageIndex, _ int, _ int64, r io.Reader, _ grid.Lease) error {
+	if _, err := io.CopyN(io.Discard, r, f.after); err != nil {
+		return err
+	}
+	return fmt.Errorf("checking share: %w", grid.ErrCorrupt)
+}
+
+// TestStoreFailsMidShare checks that a store refusing a share after reading
+// part of it reaches the client as its error while the client is still
+// sending, without the client waiting for flow-control window that will
+// never come (the idle timeout is set far beyond the test's deadline, so a
+// stuck client returns only when the context expires).
+func TestStoreFailsMidShare(t *testing.T) {
+	c := newHost(t, tcpNoise, false)
+	cl, _ := remote(t, c, tcpNoise, func(id grid.ServerID) grid.Server {
+		return &failAfterStore{errStore{id: id}, 100 << 10}
+	}, ServeOptions{}, ClientOptions{IdleTimeout: time.Hour})
+	const size = 256 << 20
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	r := &io.LimitedReader{R: zeros{}, N: size}
+	err := cl.WriteShare(ctx, gridtest.SI(), 0, size, r, grid.Lease{})
+	if !errors.Is(err, grid.ErrCorrupt) {
+		t.Fatalf("WriteShare refused mid-stream: %v, want ErrCorrupt", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("WriteShare returned only when its context expired: the client was stuck sending")
+	}
+	if sent := size - r.N; sent > 64<<20 {
+		t.Errorf("client read %d bytes of a share the server refused after 100 KiB", sent)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }

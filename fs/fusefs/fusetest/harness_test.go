@@ -152,8 +152,13 @@ func runCmd(t testing.TB, dir, name string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
+	// The child changes directory itself (env -C), after exec: a child of
+	// this process that chdirs into the mount between fork and exec would
+	// deadlock, because the FUSE server answering it lives in this process
+	// and cannot start threads until the exec.
+	cmd := exec.CommandContext(ctx, "env", append([]string{"-C", dir, name}, args...)...)
+	cmd.Dir = os.TempDir()
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "GIT_CONFIG_NOSYSTEM=1", "HOME="+os.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -121,6 +121,9 @@ func TestVectors(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", c.name, got, c.want)
 		}
 	}
+	if b, _ := AppendResponse(nil, MethodWriteShare, &Response{Status: StatusContinue}); hex.EncodeToString(b) != "0100000000" {
+		t.Errorf("continue: got %x", b)
+	}
 	r := &Response{Status: StatusError, Code: CodeNotFound, Msg: "not found"}
 	b, _ := AppendResponse(nil, MethodReadShare, r)
 	if got, want := hex.EncodeToString(b), "02"+"0000000c"+"02"+"0009"+hex.EncodeToString([]byte("not found")); got != want {

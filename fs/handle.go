@@ -323,11 +323,21 @@ func (f *FS) release(n *fileNode) {
 		return
 	}
 	f.mu.Unlock()
+	f.forget(n)
+}
+
+// forget drops n once unused and saved. An unused node whose save failed
+// is kept, with its data, and retried by the background flush.
+func (f *FS) forget(n *fileNode) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if n.refs > 0 || n.dirty {
+	if n.refs > 0 {
+		return
+	}
+	if n.dirty {
+		f.armLocked(f.retryDelay())
 		return
 	}
 	if n.cache != nil {

@@ -414,23 +414,49 @@ func (f *FS) markDirtyLocked(d *dir) {
 		d.isDirty = true
 		f.dirty = append(f.dirty, d)
 	}
+	f.armLocked(f.opts.FlushDelay)
+}
+
+// armLocked schedules a background flush after delay unless one is due.
+func (f *FS) armLocked(delay time.Duration) {
 	if f.opts.FlushDelay > 0 && f.timer == nil && !f.closed {
-		f.timer = time.AfterFunc(f.opts.FlushDelay, f.backgroundFlush)
+		f.timer = time.AfterFunc(delay, f.backgroundFlush)
 	}
 }
 
+// retryDelay is how long the background flush waits after a failure.
+func (f *FS) retryDelay() time.Duration { return 5 * f.opts.FlushDelay }
+
+// backgroundFlush saves closed files whose save failed (close reported
+// it; the data is kept) and writes changed directories.
 func (f *FS) backgroundFlush() {
 	f.mu.Lock()
 	f.timer = nil
+	var idle []*fileNode
+	for n := range f.openNodes {
+		if n.refs == 0 {
+			idle = append(idle, n)
+		}
+	}
 	f.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	err := f.flushDirs(ctx)
+	var errs []error
+	for _, n := range idle {
+		if err := f.saveNode(ctx, n); err != nil {
+			errs = append(errs, err)
+		}
+		f.forget(n)
+	}
+	if err := f.flushDirs(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	err := errors.Join(errs...)
 	f.mu.Lock()
 	f.lastBgErr = err
 	f.mu.Unlock()
 	if err != nil {
-		f.log.Warn("Background directory flush failed; will retry", "err", err)
+		f.log.Warn("Background save failed; will retry", "err", err)
 	}
 }
 
@@ -883,7 +909,11 @@ func (f *FS) flushDir(ctx context.Context, d *dir) error {
 				d.pending[name] = ed
 			}
 		}
-		f.markDirtyLocked(d)
+		if !d.isDirty {
+			d.isDirty = true
+			f.dirty = append(f.dirty, d)
+		}
+		f.armLocked(f.retryDelay())
 		f.mu.Unlock()
 		return fmt.Errorf("write directory %q: %w", f.dirPath(d), err)
 	}

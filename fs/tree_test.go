@@ -305,6 +305,41 @@ func TestUploadFailureIsReported(t *testing.T) {
 	}
 }
 
+// A file whose save failed at close is saved later by the background
+// flush, without anyone calling Sync.
+func TestFailedCloseIsRetried(t *testing.T) {
+	g := fstest.New()
+	tr, root := newTree(t, g, nil, fs.Options{FlushDelay: 10 * time.Millisecond})
+	ctx := ctxT(t)
+	h, err := tr.Create(ctx, "f", 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.WriteAt(ctx, []byte("kept"), 0)
+	g.FailUploads.Store(true)
+	if err := h.Close(ctx); !errors.Is(err, fstest.ErrInjected) {
+		t.Fatalf("close: want injected error, have %v", err)
+	}
+	g.FailUploads.Store(false)
+	for i := 0; ; i++ { // bounded: 10 s
+		ents, err := g.ReadDir(ctx, root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := ents["f"]; ok && e.Size == 4 {
+			break
+		}
+		if i > 1000 {
+			t.Fatal("the failed save was never retried")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tr2, _ := newTree(t, g, root, fs.Options{})
+	if got := readFile(t, tr2, "f"); string(got) != "kept" {
+		t.Fatalf("retried save: %q", got)
+	}
+}
+
 // Many creates become few directory writes.
 func TestDirectoryWritesAreBatched(t *testing.T) {
 	g := fstest.New()

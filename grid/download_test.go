@@ -381,3 +381,63 @@ func TestOpenDoesNotWaitForHungServers(t *testing.T) {
 		t.Fatalf("Download with 2 hung servers: %v", err)
 	}
 }
+
+// TestReadAheadOnSequentialReads: small sequential reads make the File
+// fetch the next segments in the background; random reads do not.
+func TestReadAheadOnSequentialReads(t *testing.T) {
+	mem := gridtest.NewMemGrid(10)
+	counters := make([]*blockCounter, len(mem))
+	servers := make([]grid.Server, len(mem))
+	for i, m := range mem {
+		counters[i] = &blockCounter{Server: m}
+		servers[i] = counters[i]
+	}
+	p := testParams()
+	c := newClient(t, servers, p, time.Second)
+	data := gridtest.Data(19, 40*testSegSize)
+	cp := upload(t, c, data)
+	l := caps.Layout{K: p.K, N: p.N, Size: uint64(len(data)), SegmentSize: p.SegmentSize}
+	fetched := func(seg int) bool {
+		key := [2]int64{l.BlockOffset(seg), int64(l.BlockSize(seg))}
+		for _, bc := range counters {
+			bc.mu.Lock()
+			n := bc.reads[key]
+			bc.mu.Unlock()
+			if n > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	f, err := c.Open(ctxT(t), cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 1024)
+	// Random: two far-apart reads fetch nothing beyond their segments.
+	for _, off := range []int64{30 * testSegSize, 10 * testSegSize} {
+		if _, err := f.ReadAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Sequential: read segment 0 and the start of 1 in 1 KiB steps.
+	for off := int64(0); off < testSegSize+1024; off += int64(len(buf)) {
+		if _, err := f.ReadAt(buf, off); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf, data[off:off+int64(len(buf))]) {
+			t.Fatalf("wrong bytes at %d", off)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !fetched(4) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !fetched(4) {
+		t.Errorf("sequential reads in segments 0-1 did not read ahead to segment 4")
+	}
+	if fetched(31) || fetched(11) {
+		t.Errorf("random reads triggered read-ahead")
+	}
+}

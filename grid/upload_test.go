@@ -372,3 +372,35 @@ func TestUploadNoSpaceMovesShare(t *testing.T) {
 		})
 	}
 }
+
+func TestUploadCancelled(t *testing.T) {
+	c, _ := faultGrid(t, 10, testParams(), time.Second)
+	data := gridtest.Data(8, 50*testSegSize)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	_, err := c.Upload(ctx, bytes.NewReader(data), int64(len(data)), grid.UploadOptions{
+		Progress: func(done int64) {
+			if done >= 3*testSegSize {
+				cancel()
+			}
+		},
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Upload after cancel: %v, want context.Canceled", err)
+	}
+	// The servers stored nothing: an interrupted share stream is dropped.
+	h := caps.NewKeyHasher(bytes.Repeat([]byte{7}, 32), testParams())
+	h.Write(data)
+	si := caps.StorageIndexOf(h.Key())
+	for _, srv := range c.Servers() {
+		infos, err := srv.ListShares(ctxT(t), si)
+		if err != nil || len(infos) != 0 {
+			t.Errorf("server %v after a cancelled upload: %v, %v", srv.ID(), infos, err)
+		}
+	}
+	// Control: the same upload, not cancelled, lands at that storage index.
+	cp := upload(t, c, data)
+	if got := cp.(caps.CHKCap).VerifyCap().SI; got != si {
+		t.Fatalf("upload went to %v, the test looked at %v", got, si)
+	}
+}

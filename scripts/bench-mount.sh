@@ -63,7 +63,7 @@ fs_up() {
       SPHERE_HOME=$back/home TMPDIR=$back/tmp "$BIN" mount "$mnt" >"$back/mount.log" 2>&1 &
       PIDS+=($!); echo $! > "$back/mount.pid" ;;
     gocryptfs)
-      gocryptfs -q -extpass "echo benchpass" "$back/cipher" "$mnt" ;;
+      gocryptfs -q -nosyslog -extpass "echo benchpass" "$back/cipher" "$mnt" ;;
   esac
   MOUNTS+=("$mnt")
   waitmount "$mnt"

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 
@@ -85,7 +87,20 @@ func nodeConfig(h *home.Home, log *slog.Logger) (node.Config, error) {
 }
 
 // runNode runs a node until ctx ends; onReady runs once it is ready.
+// With SPHERE_CPUPROFILE=FILE it writes a CPU profile of its whole run
+// (for docs/BENCHMARKS.md).
 func runNode(ctx context.Context, cfg node.Config, onReady func(*node.Node)) error {
+	if path := os.Getenv("SPHERE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	n, err := node.New(cfg)
 	if err != nil {
 		return err

@@ -9,6 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
+	"github.com/sphere-grid/sphere/fs"
 )
 
 // xattrReadCap is the extended attribute the mount shows on every file and
@@ -42,16 +45,22 @@ the key.`,
 	return cmd
 }
 
-// shareArg finds the read cap arg names: a local path that exists is read
-// from the mount's xattr; anything else is a path in a tree.
+// shareArg finds the read cap arg names. A local path that exists is read
+// from the mount's xattr; a path without the attribute (or none that
+// exists) is then a path in the user's drive, so "share /" and "share
+// /photos" mean the drive's unless they are inside a mount.
 func shareArg(cmd *cobra.Command, g *globals, arg string) (rc, where string, err error) {
+	var localErr error
 	if !strings.HasPrefix(arg, treePrefix) {
 		if _, serr := os.Lstat(arg); serr == nil {
 			rc, err := readCapXattr(arg)
-			if err != nil {
+			if err == nil {
+				return rc, arg, nil
+			}
+			if !errors.Is(err, errNoXattr) {
 				return "", "", err
 			}
-			return rc, arg, nil
+			localErr = err
 		}
 	}
 	ref, _, err := parseTreeArg(arg, true)
@@ -71,10 +80,16 @@ func shareArg(cmd *cobra.Command, g *globals, arg string) (rc, where string, err
 		return r.String(), nil
 	}()
 	if err = errors.Join(err, ts.close()); err != nil {
+		if localErr != nil && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, home.ErrNoHome)) {
+			return "", "", localErr // the local path is what the user meant
+		}
 		return "", "", err
 	}
 	return rc, ref.String(), nil
 }
+
+// errNoXattr: a local path has no read cap attribute (not in a mount).
+var errNoXattr = errors.New("not inside a mounted Sphere folder")
 
 // readCapXattr reads the read cap the mount exposes on a local path.
 func readCapXattr(p string) (string, error) {
@@ -86,7 +101,7 @@ func readCapXattr(p string) (string, error) {
 			buf = make([]byte, 2*len(buf))
 			continue
 		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP):
-			return "", fmt.Errorf("share %s: not inside a mounted Sphere folder (no %s attribute); for a path in your drive write sphere:/PATH", p, xattrReadCap)
+			return "", fmt.Errorf("share %s: %w (no %s attribute); for a path in your drive write sphere:/PATH", p, errNoXattr, xattrReadCap)
 		case err != nil:
 			return "", fmt.Errorf("share %s: read %s: %w", p, xattrReadCap, err)
 		}

@@ -133,6 +133,9 @@ func TestTreeVerbsUsage(t *testing.T) {
 		mustFail(t, want, args...)
 	}
 	mustFail(t, exitBadCap, "ls", "sphere:dir-rw:NOTACAP")
+	if errs := mustFail(t, exitError, "ls", "sphere:lit:nbuqu"); !strings.Contains(errs, "sphere get") {
+		t.Fatalf("ls of a file cap: want a hint to use sphere get, got %s", errs)
+	}
 }
 
 func TestMkdirLsRmMv(t *testing.T) {
@@ -289,4 +292,34 @@ func TestShare(t *testing.T) {
 	}
 	// A local path outside any mount has no read cap.
 	mustFail(t, exitError, "share", src)
+	// "/" exists locally but is not in a mount: it means the drive's top.
+	if a, b := mustRun(t, "share", "/"), mustRun(t, "share", "sphere:/"); a != b || !strings.HasPrefix(a, "sphere:") {
+		t.Fatalf("share / = %q, share sphere:/ = %q", a, b)
+	}
+}
+
+// FuzzParseTreeArg: any argument parses or errs, never panics, and a parsed
+// path is clean (no empty, "." or ".." elements) and round-trips.
+func FuzzParseTreeArg(f *testing.F) {
+	for _, s := range []string{"sphere:/a/b", "sphere:", "/x/../y", "sphere:dir-ro:aaaa/b", "a//b/./c", "sphere:lit:nbuqu/x"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	f.Fuzz(func(t *testing.T, s string, plain bool) {
+		ref, isTree, err := parseTreeArg(s, plain)
+		if err != nil || !isTree {
+			return
+		}
+		if ref.path != "" {
+			for _, el := range strings.Split(ref.path, "/") {
+				if el == "" || el == "." || el == ".." {
+					t.Fatalf("parseTreeArg(%q) path %q has element %q", s, ref.path, el)
+				}
+			}
+		}
+		again, _, err := parseTreeArg(ref.String(), false)
+		if err != nil || again != ref {
+			t.Fatalf("round trip of %q: %q -> %+v, %v", s, ref.String(), again, err)
+		}
+	})
 }

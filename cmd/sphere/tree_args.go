@@ -141,7 +141,8 @@ func (ts *trees) get(ref treeRef) (*fs.FS, error) {
 			return nil, err
 		}
 		if !ts.session.grid.IsDir(c) {
-			return nil, fmt.Errorf("%s: %w: not a directory cap", clipCap(ref.capStr), errBadCap)
+			return nil, fmt.Errorf("%s: a %s cap names a file, not a directory (use `sphere get CAP`): %w",
+				clipCap(ref.capStr), c.Kind(), fs.ErrNotDir)
 		}
 		root = c
 	}

@@ -184,9 +184,11 @@ func fillAttr(in fs.Info, out *fuse.Attr) {
 		mt = time.Unix(0, 0)
 	}
 	out.SetTimes(&mt, &mt, &mt)
-	out.Uid = uint32(os.Getuid())
-	out.Gid = uint32(os.Getgid())
+	out.Uid, out.Gid = owner.uid, owner.gid
 }
+
+// owner is the mounting user, who owns every node.
+var owner = struct{ uid, gid uint32 }{uint32(os.Getuid()), uint32(os.Getgid())}
 
 // newChild returns the inode for name, reusing the known one when its type
 // is unchanged so inode numbers stay stable.
@@ -251,7 +253,9 @@ func (n *Node) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrI
 		if h, ok := f.(*handle); ok {
 			err = h.h.Truncate(ctx, int64(size))
 		} else {
-			err = n.t.Truncate(ctx, p, int64(size))
+			sctx, cancel := saveCtx(ctx) // truncate by path saves the file
+			err = n.t.Truncate(sctx, p, int64(size))
+			cancel()
 		}
 		if err != nil {
 			return n.errno("truncate", err)
@@ -286,7 +290,9 @@ func (n *Node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
 // Mkdir creates a directory.
 func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
 	p := n.child(name)
-	if err := n.t.Mkdir(ctx, p, mode&0o7777); err != nil {
+	sctx, cancel := saveCtx(ctx) // creating the directory on the grid must not half-happen
+	defer cancel()
+	if err := n.t.Mkdir(sctx, p, mode&0o7777); err != nil {
 		return nil, n.errno("mkdir", err)
 	}
 	return n.Lookup(ctx, name, out)
@@ -441,6 +447,8 @@ func (n *Node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) sysca
 	if n.t.ReadOnly() {
 		return 0 // nothing can be pending
 	}
+	ctx, cancel := saveCtx(ctx)
+	defer cancel()
 	return n.errno("fsync", n.t.Sync(ctx))
 }
 
@@ -555,21 +563,38 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 	return uint32(w), 0
 }
 
+// saveTimeout bounds a save that a signal must not abort (see saveCtx).
+const saveTimeout = 10 * time.Minute
+
+// saveCtx detaches a save from the kernel's interrupt: close(2) and
+// fsync(2) failing with EINTR would be taken as data loss by callers (Go's
+// os.File.Close does not retry it, and any signal to the caller, even Go's
+// own preemption SIGURG, interrupts the request).
+func saveCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+}
+
 // Flush runs on every close(2): the file is uploaded and close reports
 // an upload failure.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	ctx, cancel := saveCtx(ctx)
+	defer cancel()
 	return h.n.errno("flush", h.h.Flush(ctx))
 }
 
 // Fsync uploads the file and writes the directory chain up to the root.
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	ctx, cancel := saveCtx(ctx)
+	defer cancel()
 	return h.n.errno("fsync", h.h.Fsync(ctx))
 }
 
 // Release drops the handle. Its error cannot reach anyone (close already
 // returned); unsaved data stays in the tree for Sync and unmount.
 func (h *handle) Release(ctx context.Context) syscall.Errno {
-	if err := h.h.Close(context.WithoutCancel(ctx)); err != nil {
+	ctx, cancel := saveCtx(ctx)
+	defer cancel()
+	if err := h.h.Close(ctx); err != nil {
 		h.n.log.Warn("Release: file not saved; kept for retry at sync/unmount", "err", err)
 	}
 	return 0

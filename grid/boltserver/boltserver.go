@@ -42,6 +42,9 @@ var (
 	_ grid.LeaseCanceller = (*Server)(nil)
 )
 
+// ErrInUse is returned by Open when another process has the store open.
+var ErrInUse = errors.New("store is in use by another process")
+
 // MaxShnum is the highest share number accepted; share numbers take one
 // byte in keys.
 const MaxShnum = 255
@@ -140,7 +143,7 @@ func Open(dir string, opts Options) (*Server, error) {
 	}
 	db, err := bolt.Open(filepath.Join(dir, dbName), 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, berrors.ErrTimeout) {
-		return nil, fmt.Errorf("open store %s: store is in use by another process (lock not released within %v)", dir, timeout)
+		return nil, fmt.Errorf("open store %s: %w (lock not released within %v)", dir, ErrInUse, timeout)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)

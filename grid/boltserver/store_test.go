@@ -95,7 +95,7 @@ func TestInUse(t *testing.T) {
 	dir := t.TempDir()
 	open(t, dir, boltserver.Options{ID: "srv"})
 	_, err := boltserver.Open(dir, boltserver.Options{ID: "srv", LockTimeout: 50 * time.Millisecond})
-	if err == nil || !strings.Contains(err.Error(), "in use") {
+	if !errors.Is(err, boltserver.ErrInUse) || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second Open of a store in use: %v, want an error saying it is in use", err)
 	}
 }

@@ -32,11 +32,11 @@ import (
 type Config struct {
 	// Identity is the node's persistent libp2p key (required).
 	Identity crypto.PrivKey
-	// GridKey is the grid's 32-byte private-network key (required): peers
-	// without it cannot complete a connection.
+	// GridKey is the grid's 32-byte key (required): hosts without it
+	// cannot complete a connection (see gridPrologue).
 	GridKey []byte
-	// Listen are libp2p multiaddrs to listen on. A private network runs
-	// over TCP only (libp2p's QUIC has no private-network support).
+	// Listen are libp2p multiaddrs to listen on, TCP only (QUIC's TLS
+	// cannot carry the grid-key check).
 	Listen []string
 	// StorageDir is where the node keeps the shares it stores for the
 	// grid ("" : the node stores nothing itself, as under `sphere up`,
@@ -170,7 +170,7 @@ func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool) (
 }
 
 // NewClientHost returns a libp2p host that only dials: a random identity
-// on the grid's private network, for short-lived CLI processes.
+// admitted by the grid key, for short-lived CLI processes.
 func NewClientHost(psk []byte) (host.Host, error) {
 	return newHost(nil, psk, nil, false)
 }

@@ -19,7 +19,7 @@ const (
 	InviteVersion = 1
 	// InvitePrefix starts every invite code.
 	InvitePrefix = "sphere:invite:"
-	// PSKSize is the size of a grid key (a libp2p private-network key).
+	// PSKSize is the size of a grid key.
 	PSKSize = 32
 
 	// Bounds on a peer list, so a hostile message cannot make us allocate

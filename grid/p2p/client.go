@@ -101,10 +101,10 @@ func (c *Client) call(ctx context.Context, req *wire.Request, fn func(s network.
 		return nil, c.ctxErr(ctx, fmt.Errorf("send request: %w", err))
 	}
 	if req.Method != wire.MethodWriteShare {
-		if err := s.CloseWrite(); err != nil {
-			_ = s.Reset()
-			return nil, c.ctxErr(ctx, fmt.Errorf("send request: %w", err))
-		}
+		// The error is ignored: a server that already answered may have
+		// closed its read side (QUIC then refuses our FIN); the response
+		// decides.
+		_ = s.CloseWrite()
 	}
 	var resp *wire.Response
 	if fn != nil {
@@ -256,9 +256,7 @@ func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Read
 	if _, err := s.Write(buf[:1]); err != nil {
 		return wait(fmt.Errorf("send trailer: %w", err))
 	}
-	if err := s.CloseWrite(); err != nil {
-		return wait(fmt.Errorf("send trailer: %w", err))
-	}
+	_ = s.CloseWrite() // as in call: the trailer was written, the response decides
 	return wait(nil)
 }
 

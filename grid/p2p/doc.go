@@ -14,4 +14,10 @@
 // ResourceManager when building the host), per-peer and total concurrency
 // limits in the Service, and deadlines on every read and write (a peer that
 // opens streams and sends nothing is cut off after ServeOptions.IdleTimeout).
+//
+// Wiring, in a node: build the host with libp2p.ResourceManager(rm) where
+// rm comes from ResourceManager(Limits{}); call Serve(h, store, opts) to
+// offer storage; for each storage peer, add its addresses to h's peerstore
+// and keep one NewClient(h, id, opts) for it (the client's MaxConcurrent is
+// per Client value, and matches the server's per-peer limit).
 package p2p

@@ -51,6 +51,9 @@ type ServeOptions struct {
 	// once for all peers (streamed share data is not counted: it is never
 	// held by this package).
 	MaxBufferedBytes int64
+	// MaxBufferedBytesPerPeer bounds the same for one peer; default
+	// MaxBufferedBytes / 8, at least MaxMessageSize.
+	MaxBufferedBytesPerPeer int64
 	// Logger receives one line per failed request; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -77,6 +80,10 @@ func (o ServeOptions) withDefaults() ServeOptions {
 	if o.MaxBufferedBytes < int64(o.MaxMessageSize) {
 		o.MaxBufferedBytes = int64(o.MaxMessageSize)
 	}
+	if o.MaxBufferedBytesPerPeer <= 0 {
+		o.MaxBufferedBytesPerPeer = o.MaxBufferedBytes / 8
+	}
+	o.MaxBufferedBytesPerPeer = min(max(o.MaxBufferedBytesPerPeer, int64(o.MaxMessageSize)), o.MaxBufferedBytes)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}

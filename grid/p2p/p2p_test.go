@@ -516,3 +516,49 @@ func TestStoreFailsMidShare(t *testing.T) {
 type zeros struct{}
 
 func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// TestBodyBudgetPerPeer checks that one peer holding request-body memory
+// (a large WriteSlot body sent up to the last bytes, then stalled) gets
+// ErrBusy for more, while another peer's slot writes go through.
+func TestBodyBudgetPerPeer(t *testing.T) {
+	const limit = 1 << 20
+	bad := newHost(t, tcpNoise, false)
+	good := newHost(t, tcpNoise, false)
+	h := newHost(t, tcpNoise, true)
+	introduce(bad, h)
+	introduce(good, h)
+	svc := Serve(h, memserver.New(grid.ServerID(h.ID())), ServeOptions{
+		MaxMessageSize: limit, MaxBufferedBytes: 4 * limit, MaxBufferedBytesPerPeer: limit,
+		IdleTimeout: 8 * time.Second, // the stall outlives the 2 s budget wait
+	})
+	defer svc.Close()
+
+	big := []grid.SlotShare{{Shnum: 0, Seq: 1, Data: make([]byte, limit-200)}}
+	req, err := wire.AppendRequest(nil, &wire.Request{Method: wire.MethodWriteSlot, SI: gridtest.SI(), Writes: big})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rawStream(t, bad, h)
+	if _, err := s.Write(req[:len(req)-10]); err != nil { // all but the last bytes: the budget is held
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let the server read what was sent
+
+	small := []grid.SlotShare{{Shnum: 0, Seq: 1, Data: make([]byte, 100<<10)}}
+	badCl := NewClient(bad, h.ID(), ClientOptions{})
+	if err := badCl.WriteSlot(t.Context(), gridtest.SI(), grid.WriteEnabler{}, small, grid.Lease{}); !errors.Is(err, ErrBusy) {
+		t.Errorf("second body from the peer holding its budget: %v, want ErrBusy", err)
+	}
+	goodCl := NewClient(good, h.ID(), ClientOptions{})
+	if err := goodCl.WriteSlot(t.Context(), gridtest.SI(), grid.WriteEnabler{}, small, grid.Lease{}); err != nil {
+		t.Errorf("another peer's slot write: %v", err)
+	}
+	// Finishing the stalled body completes the write.
+	if _, err := s.Write(req[len(req)-10:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.CloseWrite()
+	if r := readRawResponse(t, s, wire.MethodWriteSlot); r.Status != wire.StatusOK {
+		t.Fatalf("completed slot write: %+v", r)
+	}
+}

@@ -38,10 +38,47 @@ type Service struct {
 }
 
 // peerSlots bounds the requests of one peer: refs counts streams being
-// served or waiting, sem the ones being served.
+// served or waiting, sem the ones being served, buffered the bytes of
+// request bodies held.
 type peerSlots struct {
-	sem  *semaphore.Weighted
-	refs int
+	sem      *semaphore.Weighted
+	buffered *semaphore.Weighted
+	refs     int
+}
+
+// readBody reads a request body of n bytes (n already checked against
+// MaxMessageSize) in steps, reserving each step from the peer's and the
+// service's memory budgets before allocating it: a peer that announces a
+// large body holds budget only for bytes it actually sent, and no peer can
+// take more than its share. It returns the bytes reserved, which the caller
+// releases, and an error wrapping ErrBusy if the budget stayed full for
+// IdleTimeout/4.
+func (sv *Service) readBody(ctx context.Context, s network.Stream, ps *peerSlots, n int, dl deadliner) ([]byte, int64, error) {
+	const step = 64 << 10
+	var held int64
+	b := make([]byte, 0, min(n, step))
+	for len(b) < n {
+		k := min(n-len(b), max(len(b), step))
+		// Wait briefly: a full budget is better answered with ErrBusy
+		// (the client tries elsewhere) than queued.
+		wctx, wcancel := context.WithTimeout(ctx, sv.opts.IdleTimeout/4)
+		err := ps.buffered.Acquire(wctx, int64(k))
+		if err == nil {
+			if err = sv.buffered.Acquire(wctx, int64(k)); err != nil {
+				ps.buffered.Release(int64(k))
+			}
+		}
+		wcancel()
+		if err != nil {
+			return nil, held, fmt.Errorf("%w: request buffers full", ErrBusy)
+		}
+		held += int64(k)
+		b = append(b, make([]byte, k)...)
+		if err := readFull(s, b[len(b)-k:], dl); err != nil {
+			return nil, held, err
+		}
+	}
+	return b, held, nil
 }
 
 // Serve registers a stream handler for ProtocolID on h that serves store
@@ -93,7 +130,10 @@ func (sv *Service) handle(s network.Stream) {
 	}
 	ps := sv.peers[p]
 	if ps == nil {
-		ps = &peerSlots{sem: semaphore.NewWeighted(int64(sv.opts.MaxStreamsPerPeer))}
+		ps = &peerSlots{
+			sem:      semaphore.NewWeighted(int64(sv.opts.MaxStreamsPerPeer)),
+			buffered: semaphore.NewWeighted(sv.opts.MaxBufferedBytesPerPeer),
+		}
 		sv.peers[p] = ps
 	}
 	ps.refs++
@@ -137,7 +177,7 @@ func (sv *Service) handle(s network.Stream) {
 	defer sv.inflight.Release(1)
 	wcancel()
 
-	if err := sv.serve(ctx, s, dl, log); err != nil {
+	if err := sv.serve(ctx, s, ps, dl, log); err != nil {
 		log.Debug("Request failed", slog.Any("err", err))
 		_ = s.Reset()
 		return
@@ -185,7 +225,7 @@ func (sv *Service) respond(s network.Stream, dl deadliner, m wire.Method, r *wir
 // serve reads one request, runs it on the store and writes the response.
 // A non-nil error means the stream is unusable and must be reset; store
 // errors are sent to the peer and are not returned.
-func (sv *Service) serve(ctx context.Context, s network.Stream, dl deadliner, log *slog.Logger) error {
+func (sv *Service) serve(ctx context.Context, s network.Stream, ps *peerSlots, dl deadliner, log *slog.Logger) error {
 	var h [wire.RequestHeaderSize]byte
 	if err := readFull(s, h[:], dl); err != nil {
 		return fmt.Errorf("read request header: %w", err)
@@ -195,17 +235,14 @@ func (sv *Service) serve(ctx context.Context, s network.Stream, dl deadliner, lo
 		log.Debug("Bad request", slog.Any("err", err))
 		return sv.respondErr(s, dl, m, fmt.Errorf("%w: %w", ErrProtocol, err))
 	}
-	if n > 0 {
-		// Bound memory held for bodies across all peers.
-		wctx, wcancel := context.WithTimeout(ctx, sv.opts.IdleTimeout)
-		err := sv.buffered.Acquire(wctx, int64(n))
-		wcancel()
-		if err != nil {
-			return sv.respondErr(s, dl, m, fmt.Errorf("%w: request buffers full", ErrBusy))
-		}
-		defer sv.buffered.Release(int64(n))
+	body, held, err := sv.readBody(ctx, s, ps, n, dl)
+	defer func() {
+		ps.buffered.Release(held)
+		sv.buffered.Release(held)
+	}()
+	if errors.Is(err, ErrBusy) {
+		return sv.respondErr(s, dl, m, err)
 	}
-	body, err := readBody(s, n, dl)
 	if err != nil {
 		return fmt.Errorf("read %v request body: %w", m, err)
 	}

@@ -22,14 +22,14 @@ const (
 	envRoot  = "SPHERE_FUSETEST_ROOT"  // root directory cap
 )
 
-// TestCrashChild is the crash test's child: it mounts the tree in envStore
-// at envMnt, says READY on stdout and serves until it is killed. It does
-// nothing unless started by TestCrash.
-func TestCrashChild(t *testing.T) {
+// TestMain runs the crash test's child when TestCrash starts this binary
+// with envChild=mount: it mounts the tree in envStore at envMnt, says READY
+// on stdout and serves until it is killed.
+func TestMain(m *testing.M) {
 	if os.Getenv(envChild) != "mount" {
-		t.Skip("only runs as TestCrash's child process")
+		os.Exit(m.Run())
 	}
-	requireFUSE(t)
+	t := &childTB{}
 	b := openBoltBackend(t, os.Getenv(envStore))
 	un, err := b.mount(t, os.Getenv(envMnt), os.Getenv(envRoot), mountOpts{})
 	if err != nil {
@@ -39,7 +39,27 @@ func TestCrashChild(t *testing.T) {
 	// Serve until killed; bounded so a lost parent cannot leave us forever.
 	time.Sleep(5 * time.Minute)
 	_ = un()
-	t.Fatal("child was not killed within 5 minutes")
+	t.Fatalf("child was not killed within 5 minutes")
+}
+
+// childTB is the little of testing.TB the crash child's helpers use.
+type childTB struct{ testing.TB }
+
+func (childTB) Helper()                           {}
+func (childTB) Logf(format string, args ...any)   { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (childTB) Errorf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (childTB) Fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(1)
+}
+func (childTB) Fatal(args ...any) { fmt.Fprintln(os.Stderr, args...); os.Exit(1) }
+func (childTB) Cleanup(func())    {}
+func (childTB) TempDir() string {
+	d, err := os.MkdirTemp(os.Getenv(envStore), "child-") // removed with the store
+	if err != nil {
+		panic(err)
+	}
+	return d
 }
 
 // TestCrash kills the process holding the mount in the middle of a write.
@@ -58,7 +78,7 @@ func TestCrash(t *testing.T) {
 	mntDir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestCrashChild$", "-test.v")
+	cmd := exec.CommandContext(ctx, os.Args[0])
 	cmd.Env = append(os.Environ(), envChild+"=mount", envStore+"="+store, envMnt+"="+mntDir, envRoot+"="+root)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -144,8 +164,14 @@ func TestCrash(t *testing.T) {
 				break
 			}
 			n += int64(len(chunk))
-			if n == 8<<20 {
-				written <- n
+			if n%(8<<20) == 0 {
+				// fsync now and then, so the kill may land mid-upload.
+				if err := f.Sync(); err != nil {
+					break
+				}
+				if n == 8<<20 {
+					written <- n
+				}
 			}
 		}
 		select {
@@ -184,6 +210,16 @@ func TestCrash(t *testing.T) {
 		if !bytes.Equal(got, data) {
 			t.Errorf("after the crash, %s: %s", p, diffBytes(data, got))
 		}
+	}
+	// The in-flight file may hold any prefix of what was written, but only
+	// bytes that were written.
+	if got, err := os.ReadFile(m.p("inflight")); err == nil {
+		if i := bytes.IndexFunc(got, func(r rune) bool { return r != 'x' }); i >= 0 {
+			t.Errorf("after the crash, inflight (%d bytes) holds a byte never written at %d", len(got), i)
+		}
+		t.Logf("after the crash, inflight holds %d bytes", len(got))
+	} else if !os.IsNotExist(err) {
+		t.Errorf("after the crash, read inflight: %v", err)
 	}
 	// The whole tree is readable, whatever state the in-flight file is in.
 	var seen []string

@@ -13,6 +13,7 @@ import (
 	"github.com/sphere-grid/sphere/fs"
 	"github.com/sphere-grid/sphere/grid"
 	"github.com/sphere-grid/sphere/grid/boltserver"
+	"github.com/sphere-grid/sphere/grid/faultserver"
 	"github.com/sphere-grid/sphere/grid/memserver"
 )
 
@@ -94,4 +95,22 @@ func openBoltBackend(t testing.TB, dir string) *sphereBackend {
 	}
 	b.root = root
 	return b
+}
+
+// newFaultGridBackend is newMemGridBackend with every server wrapped in a
+// faultserver, so a test can make the grid fail under the mount.
+func newFaultGridBackend(t testing.TB) (*sphereBackend, []*faultserver.Server) {
+	t.Helper()
+	servers := make([]grid.Server, gridServers)
+	faulty := make([]*faultserver.Server, gridServers)
+	for i := range servers {
+		faulty[i] = faultserver.New(memserver.New(grid.ServerID(fmt.Sprintf("mem-%02d", i))))
+		servers[i] = faulty[i]
+	}
+	g := fs.FromClient(newClient(t, servers))
+	root, err := g.CreateDir(context.Background(), nil)
+	if err != nil {
+		t.Fatalf("create root directory: %v", err)
+	}
+	return &sphereBackend{g: g, root: root, parse: parseCap}, faulty
 }

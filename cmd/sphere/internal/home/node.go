@@ -12,7 +12,8 @@ import (
 	"github.com/sphere-grid/sphere/grid"
 )
 
-// GridKeySize is the size of a grid key (libp2p private-network PSK).
+// GridKeySize is the size of a grid key (the secret that admits hosts to
+// a grid; see docs/spec/node.md).
 const GridKeySize = 32
 
 // InitNode prepares the node part of a home: listen addresses on a free

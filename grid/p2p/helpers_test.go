@@ -32,7 +32,13 @@ const (
 // with the resource manager a node uses, no relay, no discovery.
 func newHost(tb testing.TB, tr transport, listen bool) host.Host {
 	tb.Helper()
-	rm, err := ResourceManager(Limits{})
+	return newHostLimits(tb, tr, listen, Limits{})
+}
+
+// newHostLimits is newHost with resource-manager limits l.
+func newHostLimits(tb testing.TB, tr transport, listen bool, l Limits) host.Host {
+	tb.Helper()
+	rm, err := ResourceManager(l)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -47,14 +47,16 @@ type ServeOptions struct {
 	MaxStreamsPerPeer int
 	// MaxInflight bounds requests served at once for all peers.
 	MaxInflight int
-	// MaxBufferedBytes bounds request and response bodies held in memory at
-	// once for all peers (streamed share data is not counted: it is never
-	// held by this package).
+	// MaxBufferedBytes bounds request bodies (WriteSlot) held in memory at
+	// once for all peers. Streamed share data is not counted (this package
+	// never holds it); what a store returns (ReadShare, ReadSlot) is the
+	// store's.
 	MaxBufferedBytes int64
 	// MaxBufferedBytesPerPeer bounds the same for one peer; default
 	// MaxBufferedBytes / 8, at least MaxMessageSize.
 	MaxBufferedBytesPerPeer int64
-	// Logger receives one line per failed request; nil means slog.Default().
+	// Logger gets a Debug line per failed or refused request; nil means
+	// slog.Default().
 	Logger *slog.Logger
 }
 

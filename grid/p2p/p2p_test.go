@@ -9,6 +9,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -560,5 +561,70 @@ func TestBodyBudgetPerPeer(t *testing.T) {
 	_ = s.CloseWrite()
 	if r := readRawResponse(t, s, wire.MethodWriteSlot); r.Status != wire.StatusOK {
 		t.Fatalf("completed slot write: %+v", r)
+	}
+}
+
+// countStore counts ListShares calls in progress and blocks them until
+// release is closed.
+type countStore struct {
+	errStore
+	inside  atomic.Int32
+	max     atomic.Int32
+	release chan struct{}
+}
+
+func (c *countStore) ListShares(ctx context.Context, _ caps.StorageIndex) ([]grid.ShareInfo, error) {
+	n := c.inside.Add(1)
+	defer c.inside.Add(-1)
+	for {
+		m := c.max.Load()
+		if n <= m || c.max.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	select {
+	case <-c.release:
+		return []grid.ShareInfo{}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// TestResourceManagerLimitsStreams checks that the limits ResourceManager
+// sets for the storage protocol are enforced by libp2p, below the Service:
+// with 4 streams per peer, a peer's 10 concurrent requests never put more
+// than 4 in the store, and the others fail as transient errors.
+func TestResourceManagerLimitsStreams(t *testing.T) {
+	c := newHost(t, tcpNoise, false)
+	h := newHostLimits(t, tcpNoise, true, Limits{StreamsPerPeer: 4})
+	introduce(c, h)
+	st := &countStore{errStore: errStore{id: grid.ServerID(h.ID())}, release: make(chan struct{})}
+	svc := Serve(h, st, ServeOptions{})
+	defer svc.Close()
+	cl := NewClient(c, h.ID(), ClientOptions{MaxConcurrent: 10})
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() { _, err := cl.ListShares(t.Context(), gridtest.SI()); errs <- err }()
+	}
+	refused := 0
+	for range 6 {
+		select {
+		case err := <-errs:
+			if err == nil || grid.IsPermanent(err) {
+				t.Errorf("request over the stream limit: %v, want a transient error", err)
+			}
+			refused++
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d requests over the limit refused, want 6", refused)
+		}
+	}
+	close(st.release)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Errorf("request within the limit: %v", err)
+		}
+	}
+	if m := st.max.Load(); m > 4 {
+		t.Errorf("%d requests in the store at once, limit 4", m)
 	}
 }

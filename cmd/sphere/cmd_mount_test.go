@@ -51,7 +51,7 @@ func startMount(t *testing.T, args ...string) <-chan int {
 		done <- code
 	}()
 	dir := args[len(args)-1]
-	for i := 0; i < 200 && !isMounted(t, dir); i++ {
+	for i := 0; i < 600 && !isMounted(t, dir); i++ { // up to 30 s
 		select {
 		case code := <-done:
 			t.Fatalf("mount exited with %d before mounting", code)
@@ -59,7 +59,7 @@ func startMount(t *testing.T, args ...string) <-chan int {
 		}
 	}
 	if !isMounted(t, dir) {
-		t.Fatalf("%s not mounted after 10 s", dir)
+		t.Fatalf("%s not mounted after 30 s", dir)
 	}
 	t.Cleanup(func() {
 		if isMounted(t, dir) {

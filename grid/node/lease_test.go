@@ -102,3 +102,23 @@ func TestRestartKeepsShares(t *testing.T) {
 		t.Fatalf("after restart: %q, %v", got, err)
 	}
 }
+
+func TestQuotaRefusesWhenFull(t *testing.T) {
+	psk := newPSK(t)
+	n := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), Quota: 64})
+	srv := storageClient(t, psk, n.Node)
+	ctx := context.Background()
+	data := make([]byte, 100)
+	var si caps.StorageIndex
+	err := srv.WriteShare(ctx, si, 0, int64(len(data)), bytes.NewReader(data), grid.Lease{Expires: time.Now().Add(time.Hour)})
+	if !errors.Is(err, grid.ErrNoSpace) {
+		t.Fatalf("share beyond the quota: %v, want ErrNoSpace", err)
+	}
+	st, err := n.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Quota != 64 || st.Shares != 0 {
+		t.Fatalf("status %+v: want quota 64, no shares", st)
+	}
+}

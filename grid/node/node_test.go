@@ -351,3 +351,37 @@ func TestControlFileOfAnotherProgram(t *testing.T) {
 		t.Fatalf("wrong token: %v, want ErrNotRunning", err)
 	}
 }
+
+func TestMemberExchangeRejectsOversizedMessage(t *testing.T) {
+	psk := newPSK(t)
+	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir()})
+	h, err := NewClientHost(psk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := h.Connect(ctx, selfInfo(a.Node)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := h.NewStream(ctx, a.ID(), PeersProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A 4 GiB length prefix: the node must refuse it without reading on.
+	if _, err := s.Write([]byte{0xff, 0xff, 0xff, 0xff, 1, 2, 3}); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := readMsg(s, maxMemberMsg); err == nil {
+		t.Fatal("node answered an oversized member list")
+	}
+	if a.book.isMember(h.ID()) {
+		t.Fatal("sender of a bad list became a member")
+	}
+	// The node still works.
+	if _, err := a.Status(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -708,6 +708,13 @@ func coderFor(k, n int) (reedsolomon.Encoder, error) {
 // skip checking data blocks 0..k-1 until DecodeSegment fails, saving one
 // hash pass over the segment.
 func (d *Decoder) DecodeSegment(l Layout, seg int, blocks [][]byte) ([]byte, error) {
+	return d.DecodeSegmentInto(l, seg, blocks, nil)
+}
+
+// DecodeSegmentInto is DecodeSegment working in buf when it has room for
+// k*BlockSize(seg) bytes (else it allocates); the plaintext returned is a
+// prefix of that buffer. Reusing buf saves a large allocation per segment.
+func (d *Decoder) DecodeSegmentInto(l Layout, seg int, blocks [][]byte, buf []byte) ([]byte, error) {
 	if err := d.checkLayout(l); err != nil {
 		return nil, fmt.Errorf("decode segment %d: %w", seg, err)
 	}
@@ -745,7 +752,10 @@ func (d *Decoder) DecodeSegment(l Layout, seg int, blocks [][]byte) ([]byte, err
 	if have < l.K {
 		return nil, fmt.Errorf("decode segment %d: have %d blocks, need %d: %w", seg, have, l.K, ErrFormat)
 	}
-	buf := make([]byte, bs*l.K)
+	if cap(buf) < bs*l.K {
+		buf = make([]byte, bs*l.K)
+	}
+	buf = buf[:bs*l.K]
 	if allData {
 		for i := range l.K {
 			copy(buf[i*bs:], blocks[i])

@@ -41,7 +41,9 @@ const hashChunk = 1 << 20
 // storage index (round-robin when there are fewer than N servers), skipping
 // servers that report too little free space. Segments are read, encoded by
 // GOMAXPROCS workers and streamed to all servers at once, so memory stays at
-// a few segments whatever the file size.
+// a few segments whatever the file size. A file of one segment is instead
+// read once into memory and each server gets its whole share in one
+// buffer: small files pay no pipeline setup.
 //
 // A server that fails or stalls (no progress for the client's request
 // timeout) loses its share; the upload succeeds only if the shares that
@@ -59,6 +61,9 @@ func (c *Client) Upload(ctx context.Context, r io.ReaderAt, size int64, opts Upl
 			return nil, fmt.Errorf("upload: read plaintext: %w", err)
 		}
 		return caps.LitCap{Data: data}, nil
+	}
+	if size <= int64(c.params.SegmentSize) {
+		return c.uploadSmall(ctx, r, size, opts)
 	}
 	var key [16]byte
 	if opts.RandomKey {
@@ -97,7 +102,7 @@ func (c *Client) convergentKey(ctx context.Context, r io.ReaderAt, size int64) (
 	full := make(chan []byte, 2)
 	free := make(chan []byte, 3)
 	for range cap(free) {
-		free <- make([]byte, hashChunk)
+		free <- make([]byte, min(hashChunk, size))
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -200,17 +205,89 @@ func (c *Client) uploadCHK(ctx context.Context, r io.ReaderAt, size int64, key [
 	if err := sw.finish(trailers); err != nil {
 		return sw.abort(fmt.Errorf("upload %v: %w", si, err))
 	}
-	placed := make(map[ServerID]bool)
-	for _, res := range sw.collect() {
-		if res.err == nil {
-			placed[res.srv.ID()] = true
-		}
+	if err := sw.wait(happy); err != nil {
+		return caps.CHKCap{}, err
 	}
-	if err := ctx.Err(); err != nil {
+	return capv, nil
+}
+
+// uploadSmall uploads a file of one segment: it reads the plaintext once
+// (for the convergent key and the encoding), encodes before any server is
+// contacted, and hands each server its whole share as one buffer. This
+// keeps a small file to one allocation of its size plus its shares, where
+// the streaming path sets up segment-sized buffers and pipelines.
+func (c *Client) uploadSmall(ctx context.Context, r io.ReaderAt, size int64, opts UploadOptions) (caps.CHKCap, error) {
+	data := make([]byte, size)
+	if err := readFullAt(r, data, 0); err != nil {
+		return caps.CHKCap{}, fmt.Errorf("upload: read plaintext: %w", err)
+	}
+	var key [16]byte
+	if opts.RandomKey {
+		if _, err := rand.Read(key[:]); err != nil {
+			return caps.CHKCap{}, fmt.Errorf("upload: random key: %w", err)
+		}
+	} else {
+		h := caps.NewKeyHasher(c.conv, c.params)
+		h.Write(data)
+		key = h.Key()
+	}
+	enc, err := caps.NewEncoder(key, c.params, uint64(size))
+	if err != nil {
+		return caps.CHKCap{}, fmt.Errorf("upload: %w", err)
+	}
+	l := enc.Layout()
+	si := enc.StorageIndex()
+	if l.NumSegments() != 1 {
+		return caps.CHKCap{}, fmt.Errorf("upload %v: small path given %d segments", si, l.NumSegments())
+	}
+	blocks, err := enc.EncodeSegment(0, data)
+	if err != nil {
 		return caps.CHKCap{}, fmt.Errorf("upload %v: %w", si, err)
 	}
-	if len(placed) < happy {
-		return caps.CHKCap{}, notHappy(len(placed), happy)
+	trailers, capv, err := enc.Finish()
+	if err != nil {
+		return caps.CHKCap{}, fmt.Errorf("upload %v: finish: %w", si, err)
+	}
+	n, happy := c.params.N, c.params.Happy
+	if len(blocks) != n || len(trailers) != n {
+		return caps.CHKCap{}, fmt.Errorf("upload %v: encoder returned %d blocks and %d trailers, want %d", si, len(blocks), len(trailers), n)
+	}
+	shareSize := l.ShareSize()
+	all := make([]byte, 0, int64(n)*shareSize)
+	shares := make([][]byte, n)
+	for shnum := range n {
+		start := len(all)
+		all = append(all, enc.ShareHeader(shnum)...)
+		all = append(all, blocks[shnum]...)
+		all = append(all, trailers[shnum]...)
+		if int64(len(all)-start) != shareSize {
+			return caps.CHKCap{}, fmt.Errorf("upload %v: share %d has %d bytes, layout says %d", si, shnum, len(all)-start, shareSize)
+		}
+		shares[shnum] = all[start:len(all):len(all)]
+	}
+
+	ring := c.selectServers(ctx, si, shareSize)
+	if len(ring) < happy {
+		return caps.CHKCap{}, notHappy(len(ring), happy)
+	}
+	spares := append(append([]Server(nil), ring[min(n, len(ring)):]...), ring[:min(n, len(ring))]...)
+	if len(ring) > n {
+		ring = ring[:n]
+	}
+	targets := make(map[int]Server, n)
+	for shnum, srv := range assignShares(ring, n) {
+		targets[shnum] = srv
+	}
+	sw := c.startShareWriters(ctx, si, shareSize, targets, spares)
+	for shnum, p := range sw.pipes {
+		c.send(ctx, p, pipeItem{b: shares[shnum]})
+		p.closeWrite()
+	}
+	if err := sw.wait(happy); err != nil {
+		return caps.CHKCap{}, err
+	}
+	if opts.Progress != nil {
+		opts.Progress(size)
 	}
 	return capv, nil
 }
@@ -386,6 +463,24 @@ func (sw *shareWriters) collect() []shareResult {
 	return out
 }
 
+// wait collects the writers once every stream is complete and reports
+// whether the shares that landed are on at least happy distinct servers.
+func (sw *shareWriters) wait(happy int) error {
+	placed := make(map[ServerID]bool)
+	for _, res := range sw.collect() {
+		if res.err == nil {
+			placed[res.srv.ID()] = true
+		}
+	}
+	if err := sw.ctx.Err(); err != nil {
+		return fmt.Errorf("upload %v: %w", sw.si, err)
+	}
+	if len(placed) < happy {
+		return notHappy(len(placed), happy)
+	}
+	return nil
+}
+
 // abort fails every share still being written (servers store nothing) and
 // returns err.
 func (sw *shareWriters) abort(err error) (caps.CHKCap, error) {
@@ -445,7 +540,7 @@ func encodeSegments(ctx context.Context, l caps.Layout, enc *caps.Encoder,
 				select {
 				case buf = <-free:
 				default:
-					buf = make([]byte, l.SegmentSize)
+					buf = make([]byte, l.SegmentLen(0)) // the longest; less than SegmentSize for a small file
 				}
 				pt, err := load(gctx, seg, buf[:cap(buf)])
 				if err != nil {

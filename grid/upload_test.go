@@ -207,24 +207,30 @@ func TestUploadNotHappy(t *testing.T) {
 		}},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			n := 10
-			if tc.name == "too few servers" {
-				n = 6
-			}
-			c, faults := faultGrid(t, n, testParams(), 2*time.Second)
-			tc.setup(faults)
-			data := gridtest.Data(3, 3*testSegSize)
-			_, err := c.Upload(ctxT(t), bytes.NewReader(data), int64(len(data)), grid.UploadOptions{})
-			if !errors.Is(err, grid.ErrNotHappy) {
-				t.Fatalf("Upload error = %v, want ErrNotHappy", err)
-			}
-			if want := fmt.Sprintf("need %d", testParams().Happy); !bytes.Contains([]byte(err.Error()), []byte(want)) {
-				t.Errorf("error %q does not say %q", err, want)
-			}
-		})
+		for _, size := range testUploadSizes {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, size), func(t *testing.T) {
+				n := 10
+				if tc.name == "too few servers" {
+					n = 6
+				}
+				c, faults := faultGrid(t, n, testParams(), 2*time.Second)
+				tc.setup(faults)
+				data := gridtest.Data(3, size)
+				_, err := c.Upload(ctxT(t), bytes.NewReader(data), int64(len(data)), grid.UploadOptions{})
+				if !errors.Is(err, grid.ErrNotHappy) {
+					t.Fatalf("Upload error = %v, want ErrNotHappy", err)
+				}
+				if want := fmt.Sprintf("need %d", testParams().Happy); !bytes.Contains([]byte(err.Error()), []byte(want)) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			})
+		}
 	}
 }
+
+// testUploadSizes are a streamed file (several segments) and a file of one
+// segment, which takes Upload's in-memory path.
+var testUploadSizes = []int{3 * testSegSize, testSegSize / 2}
 
 func TestUploadSurvivesLostServers(t *testing.T) {
 	// Two of ten servers are gone before the upload: the ring skips them
@@ -314,14 +320,16 @@ func TestUploadMidFailure(t *testing.T) {
 
 func TestUploadShortReader(t *testing.T) {
 	c, _ := faultGrid(t, 10, testParams(), 2*time.Second)
-	data := gridtest.Data(5, 2*testSegSize)
-	_, err := c.Upload(ctxT(t), bytes.NewReader(data), int64(len(data))+10, grid.UploadOptions{})
-	if err == nil {
-		t.Fatal("upload of a reader shorter than size succeeded")
-	}
-	_, err = c.Upload(ctxT(t), bytes.NewReader(data), int64(len(data))+10, grid.UploadOptions{RandomKey: true})
-	if err == nil {
-		t.Fatal("random-key upload of a reader shorter than size succeeded")
+	for _, size := range testUploadSizes {
+		data := gridtest.Data(5, size)
+		_, err := c.Upload(ctxT(t), bytes.NewReader(data), int64(len(data))+10, grid.UploadOptions{})
+		if err == nil {
+			t.Fatalf("upload of a reader shorter than size (%d) succeeded", size)
+		}
+		_, err = c.Upload(ctxT(t), bytes.NewReader(data), int64(len(data))+10, grid.UploadOptions{RandomKey: true})
+		if err == nil {
+			t.Fatalf("random-key upload of a reader shorter than size (%d) succeeded", size)
+		}
 	}
 }
 
@@ -345,31 +353,33 @@ func TestUploadNoSpaceMovesShare(t *testing.T) {
 		{name: "too many full", servers: 10, full: 4, wantServers: 0},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			servers := gridtest.NewMemGrid(tc.servers)
-			for i := range tc.full {
-				servers[i] = fullServer{servers[i]}
-			}
-			c := newClient(t, servers, testParams(), time.Second)
-			data := gridtest.Data(7, 4*testSegSize)
-			cp, err := c.Upload(ctxT(t), bytes.NewReader(data), int64(len(data)), grid.UploadOptions{})
-			if tc.wantServers == 0 {
-				if !errors.Is(err, grid.ErrNotHappy) {
-					t.Fatalf("Upload: %v, want ErrNotHappy", err)
+		for _, size := range testUploadSizes {
+			t.Run(fmt.Sprintf("%s/%d", tc.name, size), func(t *testing.T) {
+				servers := gridtest.NewMemGrid(tc.servers)
+				for i := range tc.full {
+					servers[i] = fullServer{servers[i]}
 				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("Upload: %v", err)
-			}
-			rep, err := c.Check(ctxT(t), cp, grid.CheckOptions{Verify: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !rep.Healthy || rep.GoodServers != tc.wantServers {
-				t.Fatalf("want healthy on %d servers:\n%v", tc.wantServers, rep)
-			}
-		})
+				c := newClient(t, servers, testParams(), time.Second)
+				data := gridtest.Data(7, size)
+				cp, err := c.Upload(ctxT(t), bytes.NewReader(data), int64(len(data)), grid.UploadOptions{})
+				if tc.wantServers == 0 {
+					if !errors.Is(err, grid.ErrNotHappy) {
+						t.Fatalf("Upload: %v, want ErrNotHappy", err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatalf("Upload: %v", err)
+				}
+				rep, err := c.Check(ctxT(t), cp, grid.CheckOptions{Verify: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !rep.Healthy || rep.GoodServers != tc.wantServers {
+					t.Fatalf("want healthy on %d servers:\n%v", tc.wantServers, rep)
+				}
+			})
+		}
 	}
 }
 

@@ -45,7 +45,11 @@ Exit code 4 means the file is (still) unhealthy.`,
 			} else {
 				fmt.Fprint(g.stdout, rep.String())
 			}
-			if !rep.Healthy {
+			healthy := rep.Healthy
+			if rep.Repair != nil && rep.Repair.After != nil {
+				healthy = rep.Repair.After.Healthy // the state the repair left
+			}
+			if !healthy {
 				return fmt.Errorf("check: %w", errUnhealthy)
 			}
 			return nil

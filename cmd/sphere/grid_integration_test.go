@@ -307,11 +307,25 @@ func TestGridTenNodes(t *testing.T) {
 	if !strings.HasPrefix(code, node.InvitePrefix) {
 		t.Fatalf("invite's last line %q is not a code", code)
 	}
-	for i := 2; i <= nodes; i++ {
+	for i := 2; i < nodes; i++ { // join, then start
 		if _, err := c.run(name(i), "join", code); err != nil {
 			t.Fatal(err)
 		}
 		procs[i] = c.start(name(i), "node")
+	}
+	// The last one joins while running: the grid key differs, so it is
+	// told to restart; once restarted, joining again goes through the
+	// control API and connects at once.
+	p := c.start(name(nodes), "node")
+	c.waitReady(name(nodes), p)
+	if out, err := c.run(name(nodes), "join", code); err != nil || !strings.Contains(out, "restart the node") {
+		t.Fatalf("join of a running node on its own grid: %q, %v", out, err)
+	}
+	p.stop()
+	procs[nodes] = c.start(name(nodes), "node")
+	c.waitReady(name(nodes), procs[nodes])
+	if out, err := c.run(name(nodes), "join", code); err != nil || !strings.Contains(out, "connected to 1 peers") {
+		t.Fatalf("join of a running node: %q, %v", out, err)
 	}
 	for i := 2; i <= nodes; i++ {
 		c.waitReady(name(i), procs[i])

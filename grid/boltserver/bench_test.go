@@ -3,8 +3,11 @@ package boltserver_test
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -245,6 +248,67 @@ func BenchmarkLimit(b *testing.B) {
 				off = (off + benchRead) % benchShare
 			}
 			stop()
+		})
+	}
+}
+
+// BenchmarkUploadSmall is grid.Client.Upload of a 4 KiB file (distinct
+// content each time, convergent key) to 10 bolt servers with the default
+// 3-of-10 parameters: what each close of a small file in the FUSE mount
+// costs. docs/BENCHMARKS.md ("small files") has the figures.
+func BenchmarkUploadSmall(b *testing.B) {
+	const size = 4 << 10
+	for _, m := range benchMedia(b) {
+		b.Run(m.name, func(b *testing.B) {
+			servers := make([]grid.Server, 10)
+			for i := range servers {
+				s, err := boltserver.Open(filepath.Join(m.dir, fmt.Sprintf("up%d", i)), boltserver.Options{ID: grid.ServerID(fmt.Sprintf("bench-%d", i))})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				servers[i] = s
+			}
+			c, err := grid.NewClient(grid.ClientConfig{
+				Servers:     servers,
+				Convergence: bytes.Repeat([]byte{7}, 32),
+				Logger:      slog.New(slog.DiscardHandler),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var seed atomic.Uint64
+			upload := func(b *testing.B) {
+				data := gridtest.Data(seed.Add(1), size)
+				if _, err := c.Upload(b.Context(), bytes.NewReader(data), size, grid.UploadOptions{}); err != nil {
+					b.Error(err)
+				}
+			}
+			b.Run("serial", func(b *testing.B) {
+				b.SetBytes(size)
+				b.ReportAllocs()
+				stop := cpuMeter(b, size)
+				for b.Loop() {
+					upload(b)
+				}
+				stop()
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+			})
+			// 16 uploads at a time, as a write-back cache flushing many
+			// files would do: each server's writes share commits.
+			b.Run("parallel16", func(b *testing.B) {
+				b.SetBytes(size)
+				b.ReportAllocs()
+				b.SetParallelism(max(1, 16/runtime.GOMAXPROCS(0)))
+				stop := cpuMeter(b, size)
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						upload(b)
+					}
+				})
+				stop()
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+			})
 		})
 	}
 }

@@ -1,12 +1,16 @@
 // Package boltserver is the on-disk grid.Server: metadata (share index,
 // leases, write enablers, mutable slot data) in one bbolt file, immutable
 // share data as plain files written once with large sequential writes and
-// read with pread. The byte layout is in docs/spec/disk-store.md.
+// read with pread. Small immutable shares (Options.InlineMax) live in the
+// bbolt file too: one commit instead of a file create, fsync, rename and
+// directory fsync. The byte layout is in docs/spec/disk-store.md.
 //
 // A share is acknowledged only once durable: its data goes to a temp file
 // that is fsynced, renamed into place, its directory fsynced, and only then
-// indexed in bbolt. A crash before the index commit leaves a file the index
-// does not know; Open removes such files and every leftover temp file.
+// indexed in bbolt (an inline share: data and index in one commit).
+// Concurrent inline writes share commits (group commit). A crash before the
+// index commit leaves a file the index does not know; Open removes such
+// files and every leftover temp file.
 //
 // Leases expire: Sweep deletes what no live lease covers (after Grace), Run
 // sweeps periodically, CancelLease drops one client's lease. Verify checks
@@ -70,7 +74,17 @@ type Options struct {
 	LockTimeout time.Duration
 	// Logger receives sweeps and repairs done on open (nil: slog.Default()).
 	Logger *slog.Logger
+	// InlineMax is the largest immutable share kept inside the bbolt file
+	// instead of a file of its own (zero: DefaultInlineMax; negative: every
+	// share is a file). Changing it never moves shares already stored.
+	InlineMax int64
 }
+
+// DefaultInlineMax is the default Options.InlineMax. Below it, a share's
+// file create, fsync, rename and directory fsync cost far more than its
+// bytes in a bbolt commit; well above it, bbolt's copy-on-write pages cost
+// more (docs/spec/disk-store.md, "Discussion").
+const DefaultInlineMax = 64 << 10
 
 // Server is a grid.Server backed by a directory. It is safe for concurrent
 // use; one process at a time may open a directory.
@@ -85,6 +99,9 @@ type Server struct {
 	db    *bolt.DB
 	fds   *fdCache
 	seed  maphash.Seed
+	// inlineMax is Options.InlineMax resolved: -1 means no inline shares.
+	inlineMax int64
+	gc        groupCommit
 
 	// delMu orders deleting shares against writing them: a writer holds it
 	// shared from its index re-check to its index commit, a deleter holds
@@ -114,6 +131,13 @@ func Open(dir string, opts Options) (*Server, error) {
 	s := &Server{
 		dir: dir, id: opts.ID, quota: opts.Quota, now: opts.Now, grace: opts.Grace,
 		every: opts.SweepEvery, log: opts.Logger, seed: maphash.MakeSeed(),
+		inlineMax: opts.InlineMax,
+	}
+	switch {
+	case s.inlineMax == 0:
+		s.inlineMax = DefaultInlineMax
+	case s.inlineMax < 0:
+		s.inlineMax = -1
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -149,6 +173,7 @@ func Open(dir string, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s.db = db
+	s.gc.db = db
 	s.log = s.log.With("store", dir)
 	if err := s.init(); err != nil {
 		db.Close()
@@ -170,12 +195,20 @@ func (s *Server) init() error {
 			}
 		}
 		meta := tx.Bucket(bMeta)
-		if v := meta.Get(kVersion); v == nil {
+		switch v := meta.Get(kVersion); {
+		case v == nil:
 			if err := meta.Put(kVersion, binary.BigEndian.AppendUint32(nil, Version)); err != nil {
 				return err
 			}
-		} else if len(v) != 4 || binary.BigEndian.Uint32(v) != Version {
-			return fmt.Errorf("unsupported store version %x, want=%d", v, Version)
+		case len(v) != 4 || binary.BigEndian.Uint32(v) < minVersion || binary.BigEndian.Uint32(v) > Version:
+			return fmt.Errorf("unsupported store version %x, want %d..%d", v, minVersion, Version)
+		case binary.BigEndian.Uint32(v) < Version:
+			// Older formats are subsets of this one (their buckets were
+			// created above): recording the new version is the upgrade.
+			s.log.Info("Upgrading store format", "from", binary.BigEndian.Uint32(v), "to", Version)
+			if err := meta.Put(kVersion, binary.BigEndian.AppendUint32(nil, Version)); err != nil {
+				return err
+			}
 		}
 		switch id := meta.Get(kID); {
 		case id == nil && s.id == "":
@@ -258,7 +291,11 @@ func (s *Server) repair() error {
 	}
 	var missing [][]byte
 	err = s.db.View(func(tx *bolt.Tx) error {
+		inline := tx.Bucket(bInline)
 		return tx.Bucket(bShares).ForEach(func(k, _ []byte) error {
+			if inline.Get(k) != nil {
+				return nil // held inline; a file by the same name is an orphan
+			}
 			if onDisk[string(k)] {
 				delete(onDisk, string(k))
 			} else {
@@ -395,6 +432,13 @@ func (s *Server) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int
 		s.mu.Unlock()
 	}()
 
+	if size <= s.inlineMax {
+		data, err := readExactly(ctx, r, size)
+		if err != nil {
+			return err
+		}
+		return s.commitInline(ctx, si, shnum, data, lease)
+	}
 	tmp, err := s.writeTemp(ctx, r, size)
 	if err != nil {
 		return err
@@ -451,6 +495,72 @@ func (s *Server) writeTemp(ctx context.Context, r io.Reader, size int64) (path s
 		return "", err
 	}
 	return name, nil
+}
+
+// readExactly reads exactly size bytes of r into memory (size is at most
+// the inline limit).
+func readExactly(ctx context.Context, r io.Reader, size int64) ([]byte, error) {
+	data := make([]byte, size+1) // one spare byte detects overlong data
+	n, err := io.ReadFull(&ctxReader{ctx: ctx, r: r}, data)
+	switch {
+	case err == nil:
+		return nil, fmt.Errorf("data longer than declared size %d", size)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		if int64(n) < size {
+			return nil, fmt.Errorf("data ended after %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+		}
+		return data[:size:size], nil
+	default:
+		return nil, fmt.Errorf("copy data: %w", err)
+	}
+}
+
+// commitInline stores a share of at most InlineMax bytes in one bbolt
+// transaction: index entry, data and lease together, so it is durable once
+// committed with no file involved.
+func (s *Server) commitInline(ctx context.Context, si caps.StorageIndex, shnum int, data []byte, lease grid.Lease) error {
+	lk := s.shareLock(si, shnum)
+	lk.Lock()
+	defer lk.Unlock()
+	s.delMu.RLock()
+	defer s.delMu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	size := int64(len(data))
+	key := shareKey(si, shnum)
+	var added bool
+	err := s.gc.update(func(tx *bolt.Tx) error {
+		added = false // fn may run more than once
+		shares := tx.Bucket(bShares)
+		if v := shares.Get(key); v != nil { // a concurrent writer of the same share won
+			if len(v) != 8 {
+				return fmt.Errorf("share index value of %d bytes: %w", len(v), grid.ErrCorrupt)
+			}
+			if old := int64(binary.BigEndian.Uint64(v)); old != size {
+				return fmt.Errorf("held with size %d, not %d", old, size)
+			}
+			return putLease(tx, si, lease)
+		}
+		if err := shares.Put(key, u64(uint64(size))); err != nil {
+			return err
+		}
+		if err := tx.Bucket(bInline).Put(key, data); err != nil {
+			return err
+		}
+		added = true
+		return putLease(tx, si, lease)
+	})
+	if err != nil {
+		return fmt.Errorf("index: %w", err)
+	}
+	if added {
+		s.mu.Lock()
+		s.used += size
+		s.count++
+		s.mu.Unlock()
+	}
+	return nil
 }
 
 // onlyWriter hides os.File's ReadFrom, so io.CopyBuffer uses our large
@@ -548,7 +658,32 @@ func (s *Server) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int,
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	size, ok, err := s.indexedSize(si, shnum)
+	var size int64
+	var ok, isInline bool
+	var inlineData []byte
+	err = s.db.View(func(tx *bolt.Tx) error {
+		key := shareKey(si, shnum)
+		v := tx.Bucket(bShares).Get(key)
+		if v == nil {
+			return nil
+		}
+		if len(v) != 8 {
+			return fmt.Errorf("share index value of %d bytes: %w", len(v), grid.ErrCorrupt)
+		}
+		size, ok = int64(binary.BigEndian.Uint64(v)), true
+		d := tx.Bucket(bInline).Get(key)
+		if d == nil {
+			return nil
+		}
+		if int64(len(d)) != size {
+			return fmt.Errorf("inline share of %d bytes, index says %d: %w", len(d), size, grid.ErrCorrupt)
+		}
+		isInline = true
+		if off < size {
+			inlineData = bytes.Clone(d[off : off+min(length, size-off)]) // d is only valid inside the tx
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -557,6 +692,12 @@ func (s *Server) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int,
 	}
 	if off >= size {
 		return nil, fmt.Errorf("offset %d, size %d: %w", off, size, io.ErrUnexpectedEOF)
+	}
+	if isInline {
+		if inlineData == nil {
+			inlineData = []byte{}
+		}
+		return inlineData, nil
 	}
 	n := min(length, size-off)
 	e, err := s.fds.get(filepath.Join(s.dir, sharePath(si, shnum)))

@@ -45,6 +45,14 @@ func TestConformanceNoFDCache(t *testing.T) {
 	})
 }
 
+// TestConformanceFiles runs the suite with every share in a file (the
+// default keeps the suite's small shares inline).
+func TestConformanceFiles(t *testing.T) {
+	gridtest.TestServer(t, func(t *testing.T) grid.Server {
+		return open(t, t.TempDir(), boltserver.Options{InlineMax: -1})
+	})
+}
+
 func TestQuota(t *testing.T) {
 	gridtest.TestQuota(t, func(t *testing.T, quota int64) grid.Server {
 		return open(t, t.TempDir(), boltserver.Options{Quota: quota})

@@ -12,8 +12,15 @@ import (
 )
 
 // Version is the on-disk format version, stored in the meta bucket. The
-// layout is specified in docs/spec/disk-store.md.
-const Version = 1
+// layout is specified in docs/spec/disk-store.md. Version 2 added the
+// inline bucket; Open upgrades a version 1 store in place (a version 1
+// store is a valid version 2 store with no inline shares), and version 1
+// code refuses a version 2 store instead of taking its inline shares for
+// lost files.
+const Version = 2
+
+// minVersion is the oldest format Open accepts (and upgrades).
+const minVersion = 1
 
 // Names inside the store directory.
 const (
@@ -26,11 +33,12 @@ const (
 var (
 	bMeta       = []byte("meta")       // "version" -> uint32; "id" -> server id
 	bShares     = []byte("shares")     // si || shnum -> size uint64
+	bInline     = []byte("inline")     // si || shnum -> share bytes, for shares kept in bbolt
 	bSlots      = []byte("slots")      // si -> write enabler (32)
 	bSlotShares = []byte("slotshares") // si || shnum -> seq uint64 || data
 	bLeases     = []byte("leases")     // si || renew secret -> cancel secret || expires uint64
 	bExpiry     = []byte("expiry")     // expires uint64 || si -> empty; expires = latest lease of si
-	allBuckets  = [][]byte{bMeta, bShares, bSlots, bSlotShares, bLeases, bExpiry}
+	allBuckets  = [][]byte{bMeta, bShares, bInline, bSlots, bSlotShares, bLeases, bExpiry}
 
 	kVersion = []byte("version")
 	kID      = []byte("id")

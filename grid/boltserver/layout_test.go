@@ -3,6 +3,7 @@ package boltserver
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -50,9 +51,17 @@ func TestSpecVectors(t *testing.T) {
 }
 
 // A store written through the API holds exactly the bytes the spec says.
+// TestSpecStoreBytes checks the bytes of a store holding the spec's
+// vectors, with share 3 inline (the default for a 5-byte share) and as a
+// file.
 func TestSpecStoreBytes(t *testing.T) {
+	t.Run("inline", func(t *testing.T) { testSpecStoreBytes(t, 0) })
+	t.Run("file", func(t *testing.T) { testSpecStoreBytes(t, -1) })
+}
+
+func testSpecStoreBytes(t *testing.T, inlineMax int64) {
 	dir := t.TempDir()
-	s, err := Open(dir, Options{ID: "spec-server"})
+	s, err := Open(dir, Options{ID: "spec-server", InlineMax: inlineMax})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,8 +75,14 @@ func TestSpecStoreBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	if b, err := os.ReadFile(filepath.Join(dir, "shares/aa/aaaqeayeaudaocajbifqydiob4/3")); err != nil || string(b) != "hello" {
-		t.Fatalf("share file = %q, %v", b, err)
+	inline := map[string]string{"000102030405060708090a0b0c0d0e0f03": hex.EncodeToString([]byte("hello"))}
+	if inlineMax < 0 {
+		inline = map[string]string{}
+		if b, err := os.ReadFile(filepath.Join(dir, "shares/aa/aaaqeayeaudaocajbifqydiob4/3")); err != nil || string(b) != "hello" {
+			t.Fatalf("share file = %q, %v", b, err)
+		}
+	} else if _, err := os.Stat(filepath.Join(dir, "shares/aa/aaaqeayeaudaocajbifqydiob4/3")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("inline share also has a file: %v", err)
 	}
 	db, err := bolt.Open(filepath.Join(dir, "store.db"), 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
@@ -76,10 +91,11 @@ func TestSpecStoreBytes(t *testing.T) {
 	defer db.Close()
 	want := map[string]map[string]string{
 		"meta": {
-			hex.EncodeToString([]byte("version")): "00000001",
+			hex.EncodeToString([]byte("version")): "00000002",
 			hex.EncodeToString([]byte("id")):      hex.EncodeToString([]byte("spec-server")),
 		},
 		"shares":     {"000102030405060708090a0b0c0d0e0f03": "0000000000000005"},
+		"inline":     inline,
 		"slots":      {"000102030405060708090a0b0c0d0e0f": hex.EncodeToString(bytes.Repeat([]byte{0xcc}, 32))},
 		"slotshares": {"000102030405060708090a0b0c0d0e0f01": "0000000000000007" + hex.EncodeToString([]byte("mut"))},
 		"leases":     {"000102030405060708090a0b0c0d0e0f" + hex.EncodeToString(bytes.Repeat([]byte{0xaa}, 32)): hex.EncodeToString(bytes.Repeat([]byte{0xbb}, 32)) + "18f4561522740000"},

@@ -148,14 +148,20 @@ func deleteSI(tx *bolt.Tx, si caps.StorageIndex, d *deleted) error {
 		}
 		return nil
 	}
+	inline := tx.Bucket(bInline)
 	err = del(bShares, func(k, v []byte) {
 		if len(k) == shareKeyLen && len(v) == 8 {
-			d.files = append(d.files, sharePath(si, int(k[siLen])))
+			if inline.Get(k) == nil {
+				d.files = append(d.files, sharePath(si, int(k[siLen])))
+			}
 			d.bytes += int64(binary.BigEndian.Uint64(v))
 			d.shares++
 		}
 	})
 	if err != nil {
+		return err
+	}
+	if err := del(bInline, nil); err != nil {
 		return err
 	}
 	err = del(bSlotShares, func(k, v []byte) {

@@ -3,13 +3,19 @@ package boltserver_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/sphere-grid/sphere/caps"
 	"github.com/sphere-grid/sphere/grid"
@@ -119,7 +125,7 @@ func TestWrongID(t *testing.T) {
 // (after disk trouble) index entries without a file. Open cleans all three.
 func TestOpenRepairsCrashLeftovers(t *testing.T) {
 	dir := t.TempDir()
-	s, err := boltserver.Open(dir, boltserver.Options{ID: "srv"})
+	s, err := boltserver.Open(dir, boltserver.Options{ID: "srv", InlineMax: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +179,7 @@ func TestOpenRepairsCrashLeftovers(t *testing.T) {
 
 func TestTruncatedFileIsCorrupt(t *testing.T) {
 	dir := t.TempDir()
-	s := open(t, dir, boltserver.Options{ID: "srv", OpenFiles: -1})
+	s := open(t, dir, boltserver.Options{ID: "srv", OpenFiles: -1, InlineMax: -1})
 	si := gridtest.SI()
 	write(t, s, si, 0, gridtest.Data(1, 1000))
 	if err := os.Truncate(filepath.Join(dir, "shares", si.String()[:2], si.String(), "0"), 500); err != nil {
@@ -318,5 +324,180 @@ func TestDiskFull(t *testing.T) {
 	write(t, s, si, 0, gridtest.Data(2, 1000))
 	if err := s.Verify(t.Context()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Inline shares (at most InlineMax bytes, kept in bbolt) survive a reopen,
+// leave no file, and are deleted by a sweep or a lease cancel like file
+// shares, next to file shares of the same storage index.
+func TestInlineSharesReopenAndSweep(t *testing.T) {
+	dir := t.TempDir()
+	clk := gridtest.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
+	opts := boltserver.Options{ID: "srv", Now: clk.Now, Grace: time.Hour, InlineMax: 4096}
+	s, err := boltserver.Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	short, long, cancelled := gridtest.SI(), gridtest.SI(), gridtest.SI()
+	small, edge, big := gridtest.Data(1, 1000), gridtest.Data(2, 4096), gridtest.Data(3, 4097)
+	for _, si := range []caps.StorageIndex{short, long, cancelled} {
+		for shnum, data := range [][]byte{small, edge, big} {
+			if err := s.WriteShare(ctx, si, shnum, int64(len(data)), bytes.NewReader(data), gridtest.NewLease("x", clk.Now().Add(24*time.Hour))); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.AddLease(ctx, long, gridtest.NewLease("y", clk.Now().Add(30*24*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	shareFile := func(si caps.StorageIndex, shnum int) string {
+		return filepath.Join(dir, "shares", si.String()[:2], si.String(), fmt.Sprint(shnum))
+	}
+	for shnum, wantFile := range []bool{false, false, true} {
+		if _, err := os.Stat(shareFile(short, shnum)); (err == nil) != wantFile {
+			t.Errorf("share %d: file exists = %v, want %v", shnum, err == nil, wantFile)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = open(t, dir, opts)
+	for _, si := range []caps.StorageIndex{short, long, cancelled} {
+		mustRead(t, s, si, 0, small)
+		mustRead(t, s, si, 1, edge)
+		mustRead(t, s, si, 2, big)
+		if got, err := s.ReadShare(ctx, si, 1, 4000, 500); err != nil || !bytes.Equal(got, edge[4000:]) {
+			t.Fatalf("read past the end of an inline share: %d bytes, %v", len(got), err)
+		}
+		if _, err := s.ReadShare(ctx, si, 0, 1000, 1); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("read at the end of an inline share: %v, want io.ErrUnexpectedEOF", err)
+		}
+	}
+	if st, _ := s.Stat(ctx); st.Shares != 9 || st.Used != 3*(1000+4096+4097) {
+		t.Fatalf("Stat after reopen = %+v", st)
+	}
+	// Same size again adds a lease; another size is refused.
+	if err := s.WriteShare(ctx, long, 0, 1000, bytes.NewReader(small), gridtest.NewLease("z", clk.Now().Add(time.Hour))); err != nil {
+		t.Fatalf("rewrite of an inline share: %v", err)
+	}
+	if err := s.WriteShare(ctx, long, 0, 999, bytes.NewReader(small[:999]), gridtest.NewLease("z", clk.Now().Add(time.Hour))); err == nil {
+		t.Fatal("rewrite of an inline share with another size: nil error")
+	}
+
+	if err := s.CancelLease(ctx, cancelled, gridtest.NewLease("x", time.Time{}).CancelSecret); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(26 * time.Hour)
+	n, err := s.Sweep(ctx)
+	if err != nil || n != 3 {
+		t.Fatalf("Sweep after expiry+grace = %d, %v; want 3", n, err)
+	}
+	for _, si := range []caps.StorageIndex{short, cancelled} {
+		for shnum := range 3 {
+			if _, err := s.ReadShare(ctx, si, shnum, 0, 1); !errors.Is(err, grid.ErrNotFound) {
+				t.Fatalf("share %d of a deleted si: %v, want ErrNotFound", shnum, err)
+			}
+		}
+		if _, err := os.Stat(filepath.Dir(shareFile(si, 2))); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("deleted si's directory still on disk: %v", err)
+		}
+	}
+	mustRead(t, s, long, 0, small)
+	mustRead(t, s, long, 2, big)
+	if st, _ := s.Stat(ctx); st.Shares != 3 || st.Used != 1000+4096+4097 {
+		t.Fatalf("Stat after sweep = %+v", st)
+	}
+}
+
+// Many concurrent small writes to one server (they share commits) all
+// land intact.
+func TestInlineConcurrent(t *testing.T) {
+	s := open(t, t.TempDir(), boltserver.Options{})
+	const writers = 64
+	sis := make([]caps.StorageIndex, writers)
+	for i := range sis {
+		sis[i] = gridtest.SI()
+	}
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			data := gridtest.Data(uint64(i), 100+i)
+			errs[i] = s.WriteShare(t.Context(), sis[i], i%4, int64(len(data)), bytes.NewReader(data), lease("a"))
+		}()
+	}
+	wg.Wait()
+	for i := range writers {
+		if errs[i] != nil {
+			t.Fatalf("writer %d: %v", i, errs[i])
+		}
+		mustRead(t, s, sis[i], i%4, gridtest.Data(uint64(i), 100+i))
+	}
+}
+
+// A version 1 store (no inline bucket) opens and is upgraded; a version
+// from the future is refused.
+func TestStoreVersions(t *testing.T) {
+	dir := t.TempDir()
+	s, err := boltserver.Open(dir, boltserver.Options{ID: "srv", InlineMax: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	si := gridtest.SI()
+	write(t, s, si, 0, gridtest.Data(1, 500))
+	s.Close()
+	setVersion := func(v uint32, dropInline bool) {
+		db, err := bolt.Open(filepath.Join(dir, "store.db"), 0o600, &bolt.Options{Timeout: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		err = db.Update(func(tx *bolt.Tx) error {
+			if dropInline {
+				if err := tx.DeleteBucket([]byte("inline")); err != nil {
+					return err
+				}
+			}
+			return tx.Bucket([]byte("meta")).Put([]byte("version"), binary.BigEndian.AppendUint32(nil, v))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	setVersion(1, true) // exactly what version 1 wrote
+	s, err = boltserver.Open(dir, boltserver.Options{})
+	if err != nil {
+		t.Fatalf("Open of a version 1 store: %v", err)
+	}
+	mustRead(t, s, si, 0, gridtest.Data(1, 500))
+	write(t, s, si, 1, gridtest.Data(2, 50)) // inline, in the bucket the upgrade made
+	mustRead(t, s, si, 1, gridtest.Data(2, 50))
+	if err := s.Verify(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, "store.db"), 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket([]byte("meta")).Get([]byte("version")); !bytes.Equal(v, []byte{0, 0, 0, boltserver.Version}) {
+			t.Errorf("version after upgrade = %x, want %d", v, boltserver.Version)
+		}
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	setVersion(boltserver.Version+1, false)
+	if _, err := boltserver.Open(dir, boltserver.Options{}); err == nil || !strings.Contains(err.Error(), "unsupported store version") {
+		t.Fatalf("Open of a store from a later version: %v, want unsupported store version", err)
 	}
 }

@@ -15,7 +15,8 @@ import (
 )
 
 // Verify checks the store's invariants (docs/spec/disk-store.md): every
-// indexed share has a file of its size, every si with data has a lease,
+// indexed share has a file or inline data of its size, all inline data is
+// indexed, every si with data has a lease,
 // the expiry index holds exactly each si's latest expiry, and the usage
 // counters match. It reads metadata and file sizes, never share data, and
 // returns all problems found joined, each wrapping grid.ErrCorrupt.
@@ -47,6 +48,12 @@ func (s *Server) Verify(ctx context.Context) error {
 			size := int64(binary.BigEndian.Uint64(v))
 			sumUsed += size
 			sumCount++
+			if d := tx.Bucket(bInline).Get(k); d != nil {
+				if int64(len(d)) != size {
+					bad("share %d of %v: inline data has %d bytes, index says %d", k[siLen], si, len(d), size)
+				}
+				return nil
+			}
 			st, err := os.Stat(filepath.Join(s.dir, sharePath(si, int(k[siLen]))))
 			switch {
 			case errors.Is(err, os.ErrNotExist):
@@ -55,6 +62,15 @@ func (s *Server) Verify(ctx context.Context) error {
 				return err
 			case st.Size() != size:
 				bad("share %d of %v: file has %d bytes, index says %d", k[siLen], si, st.Size(), size)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bInline).ForEach(func(k, _ []byte) error {
+			if tx.Bucket(bShares).Get(k) == nil {
+				bad("inline share data %x without an index entry", k)
 			}
 			return nil
 		})

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/sphere-grid/sphere/fs/fusefs"
 )
 
 // getxattr reads attribute name of p.
@@ -76,10 +78,11 @@ func TestXattrCaps(t *testing.T) {
 }
 
 // friendSees is how long a read-cap mount may take to show an owner's
-// fsynced change: the read-only tree's DirTTL (fs.Options, 1 s by default)
-// plus the kernel's entry/attribute cache of the mount (fusefs), with room
-// for a slow machine. The test polls and stops as soon as the change shows.
-const friendSees = 1*time.Second + 1*time.Second + 8*time.Second
+// fsynced change: the stated cache time (the read-only tree's DirTTL, 1 s
+// by default, plus the kernel's entry/attribute cache, fusefs.CacheTime),
+// with 8 s of room for a loaded machine. The test polls and stops as soon
+// as the change shows.
+const friendSees = time.Second + fusefs.CacheTime + 8*time.Second
 
 // TestFriendReadCap mounts the read cap of a subfolder as a friend would.
 func TestFriendReadCap(t *testing.T) {

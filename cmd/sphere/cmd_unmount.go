@@ -44,6 +44,13 @@ func newUnmountCmd(g *globals) *cobra.Command {
 // works without root for the user who mounted).
 func unmountDir(dir string) error {
 	err := syscall.Unmount(dir, 0)
+	// The kernel sends FUSE RELEASE asynchronously after close(2), so a
+	// mount whose last file was just closed can be briefly busy: retry a
+	// little (bounded) before calling it busy.
+	for i := 0; i < 20 && errors.Is(err, syscall.EBUSY); i++ {
+		time.Sleep(100 * time.Millisecond)
+		err = syscall.Unmount(dir, 0)
+	}
 	if err == nil {
 		return nil
 	}

@@ -35,6 +35,11 @@ func openLocalServers(ctx context.Context, h *home.Home) ([]grid.Server, func(),
 			return nil, nil, err
 		}
 		s, err := boltserver.Open(dir, boltserver.Options{ID: id, Logger: slog.Default()})
+		if errors.Is(err, boltserver.ErrInUse) {
+			closeAll()
+			return nil, nil, fmt.Errorf("the local grid is held by another sphere process (a mount?); "+
+				"run `sphere up` so that several commands can share it: %w", err)
+		}
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("open local server %d: %w", i, err)

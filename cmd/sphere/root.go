@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -78,6 +80,7 @@ unhealthy, 5 integrity failure, 6 no home (run 'sphere init').`,
 	)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	defer profileVerb()()
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
@@ -144,5 +147,39 @@ func rangeArgs(min, max int) cobra.PositionalArgs {
 			return usageError{err}
 		}
 		return nil
+	}
+}
+
+// profileVerb starts a CPU profile to SPHERE_CLI_CPUPROFILE and an execution
+// trace to SPHERE_CLI_TRACE, if set, for measuring the short-lived verbs
+// (put, get) in docs/BENCHMARKS.md; the returned func stops them. node and
+// up have their own SPHERE_CPUPROFILE. Failures only warn: profiling must
+// never change what a verb does.
+func profileVerb() (stop func()) {
+	var stops []func()
+	if path := os.Getenv("SPHERE_CLI_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err != nil {
+			fmt.Fprintf(os.Stderr, "sphere: cpu profile: %v\n", err)
+		} else if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			fmt.Fprintf(os.Stderr, "sphere: cpu profile: %v\n", err)
+		} else {
+			stops = append(stops, func() { pprof.StopCPUProfile(); f.Close() })
+		}
+	}
+	if path := os.Getenv("SPHERE_CLI_TRACE"); path != "" {
+		if f, err := os.Create(path); err != nil {
+			fmt.Fprintf(os.Stderr, "sphere: trace: %v\n", err)
+		} else if err := trace.Start(f); err != nil {
+			f.Close()
+			fmt.Fprintf(os.Stderr, "sphere: trace: %v\n", err)
+		} else {
+			stops = append(stops, func() { trace.Stop(); f.Close() })
+		}
+	}
+	return func() {
+		for _, s := range stops {
+			s()
+		}
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
+	"strconv"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -778,11 +780,13 @@ func (f *File) fetchBlock(ctx context.Context, s *source, seg int) blockResult {
 // set, is called after each write with the bytes written so far, from the
 // calling goroutine.
 func (c *Client) Download(ctx context.Context, cp caps.Cap, w io.Writer, progress func(int64)) error {
+	start := time.Now()
 	f, err := c.Open(ctx, cp)
 	if err != nil {
 		return fmt.Errorf("download: %w", err)
 	}
 	defer f.Close()
+	c.log.Debug("Opened file", "si", f.si, "took", time.Since(start))
 	if f.isLit {
 		if _, err := w.Write(f.lit); err != nil {
 			return fmt.Errorf("download: write: %w", err)
@@ -794,6 +798,9 @@ func (c *Client) Download(ctx context.Context, cp caps.Cap, w io.Writer, progres
 	}
 	nseg := f.l.NumSegments()
 	window := 2*runtime.GOMAXPROCS(0) + 2
+	if w := os.Getenv("SPHERE_XWIN"); w != "" {
+		window, _ = strconv.Atoi(w)
+	}
 	type segResult struct {
 		data []byte
 		err  error

@@ -59,6 +59,7 @@ func remoteServers(ctx context.Context, h *home.Home) (servers []grid.Server, cl
 		return nil, nil, false, err
 	}
 	closeFn = func() { _ = ch.Close() }
+	start := time.Now()
 	reached := make([]bool, len(infos))
 	var wg sync.WaitGroup
 	for i, ai := range infos {
@@ -80,6 +81,7 @@ func remoteServers(ctx context.Context, h *home.Home) (servers []grid.Server, cl
 			servers = append(servers, p2p.NewClient(ch, ai.ID, p2p.ClientOptions{Logger: slog.Default()}))
 		}
 	}
+	slog.Debug("Dialled storage peers", "known", len(infos), "reached", len(servers), "took", time.Since(start))
 	if len(servers) == 0 {
 		closeFn()
 		return nil, nil, false, fmt.Errorf("none of the grid's %d known storage peers answered", len(infos))

@@ -141,6 +141,12 @@ func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool) (
 			libp2p.Security(tls.ID, tls.New), libp2p.Security(noise.ID, noise.New))
 	} else {
 		prologue := gridPrologue(psk)
+		// Grid TLS first (cheaper per byte); Noise with the grid prologue
+		// for peers that do not offer it. Both need the grid key.
+		// SPHERE_GRID_SECURITY=noise offers only Noise (for comparisons).
+		if os.Getenv("SPHERE_GRID_SECURITY") != "noise" {
+			opts = append(opts, libp2p.Security(string(GridTLSID), newGridTLS(psk)))
+		}
 		opts = append(opts, libp2p.Security(noise.ID,
 			func(id protocol.ID, priv crypto.PrivKey, muxers []tptu.StreamMuxer) (*noise.SessionTransport, error) {
 				t, err := noise.New(id, priv, muxers)

@@ -38,7 +38,8 @@ type Client struct {
 	timeout time.Duration
 	now     func() time.Time
 	log     *slog.Logger
-	seqs    SeqStore // highest mutable seq seen, per storage index (mutable.go)
+	seqs    SeqStore    // highest mutable seq seen, per storage index (mutable.go)
+	latest  latestCache // last mutable content per storage index, for Modify (mutable.go)
 }
 
 // NewClient returns a client over cfg.Servers.

@@ -145,7 +145,21 @@ func (c *Client) Retrieve(ctx context.Context, cp caps.Cap) ([]byte, Version, er
 		return nil, Version{}, fmt.Errorf("retrieve: want a mutable write or read cap, have %s: %w", kindOf(cp), errNotMutable)
 	}
 	content, v, _, err := c.retrieve(ctx, rc, true)
+	if err == nil && isMutableWriteCap(cp) {
+		c.latest.put(rc.StorageIndex(), v, content) // a Modify usually follows
+	}
 	return content, v, err
+}
+
+// isMutableWriteCap reports whether cp can write the mutable file it names.
+func isMutableWriteCap(cp caps.Cap) bool {
+	switch w := cp.(type) {
+	case caps.MutableWriteCap:
+		return true
+	case *caps.MutableWriteCap:
+		return w != nil
+	}
+	return false
 }
 
 // Modify changes the mutable file wc names with fn, read-modify-write: it
@@ -165,11 +179,37 @@ func (c *Client) Retrieve(ctx context.Context, cp caps.Cap) ([]byte, Version, er
 // not see it. A newer version that cannot be rebuilt (fewer than k shares:
 // a write in flight, or one abandoned half-way) is waited for up to the
 // request timeout, then stepped over.
+//
+// When this client holds the content of the newest version it knows of
+// (it published or retrieved it with the write cap), the first attempt
+// calls fn on that copy and publishes without retrieving; the servers'
+// compare-and-swap makes that safe, and a refusal, an error from fn or
+// no change on the copy falls back to the retrieve above.
 func (c *Client) Modify(ctx context.Context, wc caps.MutableWriteCap, fn func(old []byte, v Version) ([]byte, error)) (Version, error) {
 	rc := wc.ReadCap()
 	si := rc.StorageIndex()
 	mine := make(map[[32]byte]bool) // roots this call published
 	var lastErr error
+	// Fast path: build on the version this client last published or
+	// retrieved, without reading it back. The servers' per-share
+	// compare-and-swap refuses seq+1 if anyone published since, and then
+	// the loop below starts over from a fresh retrieve. The cached copy
+	// may be stale, so an error from fn (a conflict) or no change is only
+	// believed after a fresh retrieve.
+	if cached, v, ok := c.latest.get(si, c.seqs.Seen(si)); ok {
+		if next, err := fn(bytes.Clone(cached), v); err == nil && !bytes.Equal(next, cached) {
+			nv, err := c.publishAt(ctx, wc, next, v.Seq+1)
+			if err == nil {
+				return nv, nil
+			}
+			if !errors.Is(err, ErrStale) {
+				return Version{}, fmt.Errorf("modify: %w", err)
+			}
+			mine[nv.Root] = true
+			lastErr = err
+			c.log.Debug("Mutable write from the cached version raced, retrieving", "si", si, "seq", v.Seq)
+		}
+	}
 	var blockedSince time.Time
 	waits := 0
 	for attempt := 0; attempt < maxMutableAttempts; {
@@ -184,6 +224,7 @@ func (c *Client) Modify(ctx context.Context, wc caps.MutableWriteCap, fn func(ol
 		if err != nil {
 			return Version{}, fmt.Errorf("modify: %w", err)
 		}
+		c.latest.put(si, v, old)
 		if err := c.enoughServers(si, st); err != nil {
 			return Version{}, fmt.Errorf("modify: %w", err)
 		}
@@ -604,6 +645,7 @@ func (c *Client) publishAt(ctx context.Context, wc caps.MutableWriteCap, content
 		return v, fmt.Errorf("publish %v seq %d: %w", si, seq, err)
 	}
 	c.seqs.Observe(si, seq)
+	c.latest.put(si, v, content)
 	return v, nil
 }
 
@@ -647,6 +689,9 @@ func (c *Client) ReadDir(ctx context.Context, cp caps.Cap) (*caps.Table, Version
 	if err != nil {
 		return nil, Version{}, fmt.Errorf("read dir: %w", err)
 	}
+	if wc != nil {
+		c.latest.put(rc.StorageIndex(), v, content) // a write usually follows
+	}
 	t, err := caps.DecodeTable(content, wc)
 	if err != nil {
 		return nil, Version{}, fmt.Errorf("read dir %v seq %d: %w", rc.StorageIndex(), v.Seq, err)
@@ -672,4 +717,73 @@ func (c *Client) ModifyDir(ctx context.Context, wc caps.MutableWriteCap, changes
 		}
 		return t.Encode(&wc)
 	})
+}
+
+// Bounds of latestCache: big directories are what it is for (a 10,000
+// entry table is about 1.5 MB), and it must not grow with the number of
+// files a client ever touched.
+const (
+	latestCacheBytes = 64 << 20
+	latestCacheMax   = 16 << 20 // larger contents are not kept
+)
+
+// latestCache remembers, per storage index, the content and version this
+// client last published or read for a Modify, so that the next Modify can
+// skip retrieving it again (the retrieve of a 1.5 MB directory reads,
+// verifies and decodes every share from every server). It is only a
+// guess: the servers' compare-and-swap decides, and an entry is used only
+// while its seq is the highest this client has seen. The zero value is
+// ready to use and safe for concurrent use.
+type latestCache struct {
+	mu    sync.Mutex
+	m     map[caps.StorageIndex]latestEntry
+	bytes int
+}
+
+type latestEntry struct {
+	v       Version
+	content []byte
+}
+
+// get returns the cached content of si, which the caller must not change,
+// if its version is seen, the highest seq this client knows of. Entries
+// are replaced, never changed in place, so the slice stays valid.
+func (lc *latestCache) get(si caps.StorageIndex, seen uint64) ([]byte, Version, bool) {
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	e, ok := lc.m[si]
+	if !ok || e.v.Seq != seen {
+		return nil, Version{}, false
+	}
+	return e.content, e.v, true
+}
+
+// put records a copy of content as version v of si, unless a newer
+// version is already recorded.
+func (lc *latestCache) put(si caps.StorageIndex, v Version, content []byte) {
+	if len(content) > latestCacheMax {
+		return
+	}
+	lc.mu.Lock()
+	defer lc.mu.Unlock()
+	if lc.m == nil {
+		lc.m = make(map[caps.StorageIndex]latestEntry)
+	}
+	if e, ok := lc.m[si]; ok {
+		if e.v.Seq > v.Seq || e.v == v {
+			return
+		}
+		lc.bytes -= len(e.content)
+		delete(lc.m, si)
+	}
+	// Evict arbitrary entries until the new one fits.
+	for k, e := range lc.m {
+		if lc.bytes+len(content) <= latestCacheBytes {
+			break
+		}
+		lc.bytes -= len(e.content)
+		delete(lc.m, k)
+	}
+	lc.m[si] = latestEntry{v: v, content: bytes.Clone(content)}
+	lc.bytes += len(content)
 }

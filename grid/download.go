@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"runtime"
-	"strconv"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -34,6 +32,13 @@ const (
 	// the background.
 	readAhead = 4
 )
+
+// ShareReaderInto is a Server that can read share bytes into the caller's
+// buffer: ReadShare of len(buf) bytes at off, returning a prefix of buf.
+// Downloads use it to recycle block buffers (p2p.Client implements it).
+type ShareReaderInto interface {
+	ReadShareInto(ctx context.Context, si caps.StorageIndex, shnum int, off int64, buf []byte) ([]byte, error)
+}
 
 // shareLoc is one share a server claims to hold, with what verifying its
 // header and trailer found.
@@ -240,6 +245,8 @@ type File struct {
 	stats      map[ServerID]*srvStat
 	haveLayout bool
 	firstErr   error
+
+	blockPool sync.Pool // *[]byte of BlockSize(0) capacity, for ShareReaderInto servers
 
 	mu      sync.Mutex
 	segs    map[int]*segEntry
@@ -659,11 +666,83 @@ type blockResult struct {
 	err   error
 }
 
-// fetchSegment fetches k verified blocks of seg from distinct shares in
-// parallel, replacing any that fail, and decodes them. A request slower
-// than a few times the expected latency gets a hedge: one more share is
-// asked, and the first k good blocks win.
+// fetchSegment fetches k blocks of seg from distinct shares in parallel,
+// replacing any that fail, and decodes them. A request slower than a few
+// times the expected latency gets a hedge: one more share is asked, and the
+// first k good blocks win.
 func (f *File) fetchSegment(ctx context.Context, seg int) ([]byte, error) {
+	return f.fetchSegmentInto(ctx, seg, nil)
+}
+
+// fetchSegmentInto is fetchSegment decoding into buf when it is large
+// enough (see caps.Decoder.DecodeSegmentInto).
+//
+// Parity blocks are checked against their share's block hashes as they
+// arrive (a bad one would waste a reconstruction); data blocks are not:
+// DecodeSegment verifies the segment they form against the cap anyway.
+// Only when decoding fails are the data blocks checked, to find and drop
+// the share that lied, and the segment fetched again without it; each
+// retry drops at least one share, else the failure is final.
+func (f *File) fetchSegmentInto(ctx context.Context, seg int, buf []byte) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		blocks, srcs, err := f.fetchBlocks(ctx, seg)
+		if err != nil {
+			return nil, err
+		}
+		data, err := f.dec.DecodeSegmentInto(f.l, seg, blocks, buf)
+		if err == nil {
+			f.recycle(blocks, srcs) // decoding copied them
+			if len(data) != f.l.SegmentLen(seg) {
+				return nil, fmt.Errorf("decode segment %d of %v: got %d bytes, want %d: %w", seg, f.si, len(data), f.l.SegmentLen(seg), ErrCorrupt)
+			}
+			return data, nil
+		}
+		derr := fmt.Errorf("decode segment %d of %v: %w", seg, f.si, err)
+		if !errors.Is(err, caps.ErrIntegrity) || attempt >= f.l.N {
+			return nil, derr
+		}
+		if f.checkDataBlocks(seg, blocks, srcs) == 0 {
+			return nil, derr // every block matches its share: nothing to drop
+		}
+	}
+}
+
+// recycle returns the blocks read into pooled buffers to the pool.
+func (f *File) recycle(blocks [][]byte, srcs []*source) {
+	for i, b := range blocks {
+		if b != nil && srcs[i] != nil && cap(b) == f.l.BlockSize(0) {
+			if _, ok := srcs[i].srv.(ShareReaderInto); ok {
+				b = b[:cap(b)]
+				f.blockPool.Put(&b)
+			}
+		}
+	}
+}
+
+// checkDataBlocks checks the unchecked (data) blocks of a segment that
+// failed to decode, marks the shares whose block is bad, and returns how
+// many it marked.
+func (f *File) checkDataBlocks(seg int, blocks [][]byte, srcs []*source) int {
+	bad := 0
+	for shnum, b := range blocks {
+		if b == nil || shnum >= f.k || srcs[shnum] == nil {
+			continue
+		}
+		s := srcs[shnum]
+		if err := s.proof.CheckBlock(seg, b); err != nil {
+			s.bad.Store(true)
+			s.stat.fails.Add(1)
+			f.c.log.Warn("Corrupt block", "si", f.si, "server", s.srv.ID().String(), "shnum", s.shnum, "seg", seg, "err", err)
+			bad++
+		}
+	}
+	return bad
+}
+
+// fetchBlocks fetches k blocks of seg from distinct shares (parity blocks
+// checked, data blocks not; see fetchSegmentInto) and returns them indexed
+// by share number, with the source of each.
+func (f *File) fetchBlocks(ctx context.Context, seg int) ([][]byte, []*source, error) {
 	cands := f.candidates()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -693,6 +772,7 @@ func (f *File) fetchSegment(ctx context.Context, seg int) ([]byte, error) {
 	hedge := time.NewTimer(f.hedgeDelay(slowest))
 	defer hedge.Stop()
 	blocks := make([][]byte, f.l.N)
+	srcs := make([]*source, f.l.N)
 	var lastErr error
 	for got < f.k {
 		if outstanding == 0 {
@@ -700,7 +780,7 @@ func (f *File) fetchSegment(ctx context.Context, seg int) ([]byte, error) {
 			if lastErr != nil {
 				err = fmt.Errorf("%w (last problem: %v)", err, lastErr)
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		var r blockResult
 		select {
@@ -710,29 +790,22 @@ func (f *File) fetchSegment(ctx context.Context, seg int) ([]byte, error) {
 			hedge.Reset(f.hedgeDelay(slowest))
 			continue
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		outstanding--
 		if r.err != nil {
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return nil, nil, ctx.Err()
 			}
 			lastErr = r.err
 			busy[r.src.shnum] = false
 			launch()
 			continue
 		}
-		blocks[r.src.shnum] = r.block
+		blocks[r.src.shnum], srcs[r.src.shnum] = r.block, r.src
 		got++
 	}
-	data, err := f.dec.DecodeSegment(f.l, seg, blocks)
-	if err != nil {
-		return nil, fmt.Errorf("decode segment %d of %v: %w", seg, f.si, err)
-	}
-	if len(data) != f.l.SegmentLen(seg) {
-		return nil, fmt.Errorf("decode segment %d of %v: got %d bytes, want %d: %w", seg, f.si, len(data), f.l.SegmentLen(seg), ErrCorrupt)
-	}
-	return data, nil
+	return blocks, srcs, nil
 }
 
 // hedgeDelay is how long a segment fetch waits before asking one more
@@ -743,11 +816,17 @@ func (f *File) hedgeDelay(expected int64) time.Duration {
 	return min(d, max(f.c.timeout/2, time.Millisecond))
 }
 
-// fetchBlock reads and checks one block; a block failing its hash marks the
-// share bad for the life of the File.
+// fetchBlock reads one block and checks it if it is a parity block; a
+// block failing its hash marks the share bad for the life of the File.
 func (f *File) fetchBlock(ctx context.Context, s *source, seg int) blockResult {
 	start := time.Now()
-	b, err := f.c.readShare(ctx, s.srv, f.si, s.shnum, f.l.BlockOffset(seg), int64(f.l.BlockSize(seg)))
+	var b []byte
+	var err error
+	if ri, ok := s.srv.(ShareReaderInto); ok {
+		b, err = f.readBlockInto(ctx, ri, s, seg)
+	} else {
+		b, err = f.c.readShare(ctx, s.srv, f.si, s.shnum, f.l.BlockOffset(seg), int64(f.l.BlockSize(seg)))
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			// Cancelled because other shares were faster: this server is
@@ -764,7 +843,12 @@ func (f *File) fetchBlock(ctx context.Context, s *source, seg int) blockResult {
 		}
 		return blockResult{src: s, err: err}
 	}
-	if err := s.proof.CheckBlock(seg, b); err != nil {
+	// Data blocks are checked only if the segment fails to decode
+	// (readShare already insisted on the block's length).
+	if s.shnum >= f.k {
+		err = s.proof.CheckBlock(seg, b)
+	}
+	if err != nil {
 		s.bad.Store(true)
 		s.stat.fails.Add(1)
 		f.c.log.Warn("Corrupt block", "si", f.si, "server", s.srv.ID().String(), "shnum", s.shnum, "seg", seg, "err", err)
@@ -772,6 +856,27 @@ func (f *File) fetchBlock(ctx context.Context, s *source, seg int) blockResult {
 	}
 	s.stat.observe(time.Since(start))
 	return blockResult{src: s, block: b}
+}
+
+// readBlockInto is readShare of seg's block into a pooled buffer.
+func (f *File) readBlockInto(ctx context.Context, ri ShareReaderInto, s *source, seg int) ([]byte, error) {
+	var buf []byte
+	if p, ok := f.blockPool.Get().(*[]byte); ok {
+		buf = *p
+	} else {
+		buf = make([]byte, f.l.BlockSize(0))
+	}
+	off, length := f.l.BlockOffset(seg), f.l.BlockSize(seg)
+	rctx, cancel := context.WithTimeout(ctx, f.c.timeout)
+	defer cancel()
+	b, err := ri.ReadShareInto(rctx, f.si, s.shnum, off, buf[:length])
+	if err != nil {
+		return nil, fmt.Errorf("read %d bytes at %d from %v: %w", length, off, s.srv.ID(), err)
+	}
+	if len(b) != length {
+		return nil, fmt.Errorf("read %d bytes at %d from %v: got %d: %w", length, off, s.srv.ID(), len(b), ErrCorrupt)
+	}
+	return b, nil
 }
 
 // Download writes the whole file c names to w, fetching and decoding several
@@ -798,8 +903,17 @@ func (c *Client) Download(ctx context.Context, cp caps.Cap, w io.Writer, progres
 	}
 	nseg := f.l.NumSegments()
 	window := 2*runtime.GOMAXPROCS(0) + 2
-	if w := os.Getenv("SPHERE_XWIN"); w != "" {
-		window, _ = strconv.Atoi(w)
+	// Decode buffers go round: one per segment in flight and one being
+	// written, instead of a fresh segment-sized allocation per segment.
+	bufSize := f.k * f.l.BlockSize(0)
+	free := make(chan []byte, window+2)
+	getBuf := func() []byte {
+		select {
+		case b := <-free:
+			return b
+		default:
+			return make([]byte, bufSize)
+		}
 	}
 	type segResult struct {
 		data []byte
@@ -817,7 +931,7 @@ func (c *Client) Download(ctx context.Context, cp caps.Cap, w io.Writer, progres
 				return nil
 			}
 			go func() {
-				data, err := f.fetchSegment(gctx, seg)
+				data, err := f.fetchSegmentInto(gctx, seg, getBuf())
 				ch <- segResult{data, err}
 			}()
 		}
@@ -839,6 +953,12 @@ func (c *Client) Download(ctx context.Context, cp caps.Cap, w io.Writer, progres
 				return fmt.Errorf("write: %w", err)
 			}
 			done += int64(len(r.data))
+			if cap(r.data) == bufSize { // decoded in place: reuse
+				select {
+				case free <- r.data[:bufSize]:
+				default:
+				}
+			}
 			if progress != nil {
 				progress(done)
 			}

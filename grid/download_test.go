@@ -441,3 +441,66 @@ func TestReadAheadOnSequentialReads(t *testing.T) {
 		t.Errorf("random reads triggered read-ahead")
 	}
 }
+
+// Data blocks are not hash-checked before decoding (the decode verifies
+// the segment); a corrupt data block must still be caught, its share
+// dropped, and the segment read from other shares.
+func TestDownloadCorruptDataBlockFallsBack(t *testing.T) {
+	c, faults := faultGrid(t, 10, testParams(), time.Second)
+	data := gridtest.Data(13, 8*testSegSize+17)
+	cp := upload(t, c, data)
+	rc := cp.(caps.CHKCap)
+	si := rc.VerifyCap().SI
+	// Corrupt segment 3 of every data share (0..k-1) on its server, and
+	// count how often data shares are read afterwards.
+	blockSize := int64((testSegSize + 16 + 2) / 3) // SegmentLen + AEAD tag, over k
+	var corrupted []*faultserver.Server
+	for _, f := range faults {
+		infos, err := f.Inner().ListShares(ctxT(t), si)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, in := range infos {
+			if in.Shnum < 2 { // two of the three data shares: k=3 good ones remain
+				f.Set(faultserver.Faults{Flip: faultserver.FlipAtOffset, FlipOffset: caps.ShareHeaderSize + 3*blockSize + 1})
+				corrupted = append(corrupted, f)
+			}
+		}
+	}
+	if len(corrupted) == 0 {
+		t.Fatal("no server holds a data share")
+	}
+	got, err := download(t, c, cp)
+	if err != nil {
+		t.Fatalf("download with two corrupt data shares: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("download returned wrong bytes")
+	}
+	// A File drops the share for good: once segment 3 was read through it,
+	// a later read of another segment never asks the corrupt servers.
+	f, err := c.Open(ctxT(t), cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := make([]byte, 10)
+	if _, err := f.ReadAt(buf, 3*testSegSize+100); err != nil {
+		t.Fatalf("read in the corrupt segment: %v", err)
+	}
+	if !bytes.Equal(buf, data[3*testSegSize+100:][:10]) {
+		t.Fatal("read in the corrupt segment returned wrong bytes")
+	}
+	before := make([]int64, len(corrupted))
+	for i, f := range corrupted {
+		before[i] = f.Calls("ReadShare")
+	}
+	if _, err := f.ReadAt(buf, 7*testSegSize+100); err != nil { // not sequential: no read-ahead
+		t.Fatalf("read after the corrupt segment: %v", err)
+	}
+	for i, f := range corrupted {
+		if n := f.Calls("ReadShare") - before[i]; n != 0 {
+			t.Errorf("a server whose share failed was read %d more times", n)
+		}
+	}
+}

@@ -1,10 +1,13 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -173,5 +176,110 @@ func TestGridTLSMACBindsRoleAndKey(t *testing.T) {
 	ekm[0] ^= 1
 	if string(c) == string(gridTLSMAC(k1, "client", ekm)) {
 		t.Fatal("MAC does not depend on the session")
+	}
+}
+
+// The vector in docs/spec/node.md (grid TLS).
+func TestGridTLSMACVector(t *testing.T) {
+	psk, ekm := make([]byte, 32), make([]byte, 32)
+	for i := range 32 {
+		psk[i], ekm[i] = byte(i), byte(32+i)
+	}
+	for role, want := range map[string]string{
+		"client": "1ea955954573377abf3634c4b917f464938ab38746bbf5f64553b7de2ef19e67",
+		"server": "80dfec9ddba597b81fd650315e3e71474de53a538c5cb96aac140aa1d037017a",
+	} {
+		if got := hex.EncodeToString(gridTLSMAC(psk, role, ekm)); got != want {
+			t.Errorf("mac(%q) = %s, want %s", role, got, want)
+		}
+	}
+}
+
+// countConn counts Writes reaching the TCP connection.
+type countConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countConn) Write(p []byte) (int, error) { c.writes.Add(1); return c.Conn.Write(p) }
+
+// One large Write on a grid TLS connection reaches TCP as a few writes
+// (not one per 16 KiB record) and arrives intact, also past batchFlush.
+func TestGridTLSBatchesRecords(t *testing.T) {
+	psk := newPSK(t)
+	serverKey := newKey(t)
+	serverID, err := peer.IDFromPrivateKey(serverKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := newGridTLS(psk)(GridTLSID, serverKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := newGridTLS(psk)(GridTLSID, newKey(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	msg := make([]byte, 3*batchFlush+12345)
+	for i := range msg {
+		msg[i] = byte(i * 31)
+	}
+	type result struct {
+		got []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer c.Close()
+		sc, err := server.SecureInbound(ctx, c, "")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		got := make([]byte, 2*len(msg))
+		_, err = io.ReadFull(sc, got)
+		done <- result{got, err}
+	}()
+	tcp, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &countConn{Conn: tcp}
+	defer cc.Close()
+	sc, err := client.SecureOutbound(ctx, cc, serverID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := cc.writes.Load()
+	if _, err := sc.Write(msg[:200<<10]); err != nil {
+		t.Fatal(err)
+	}
+	if n := cc.writes.Load() - before; n != 1 {
+		t.Errorf("a 200 KiB write took %d TCP writes, want 1", n)
+	}
+	if _, err := sc.Write(msg[200<<10:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if !bytes.Equal(r.got[:len(msg)], msg) || !bytes.Equal(r.got[len(msg):], msg) {
+		t.Fatal("bytes differ after the grid TLS connection")
 	}
 }

@@ -119,9 +119,9 @@ func gridPrologue(psk []byte) []byte {
 	return h.Sum(nil)
 }
 
-// newHost builds a libp2p host for the grid: TCP, Noise bound to the grid
-// key, the storage protocol's resource limits, no relay, no mDNS, no
-// public bootstrap.
+// newHost builds a libp2p host for the grid: TCP, grid TLS and Noise both
+// bound to the grid key (docs/spec/node.md), the storage protocol's
+// resource limits, no relay, no mDNS, no public bootstrap.
 func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool) (host.Host, error) {
 	if len(psk) != PSKSize {
 		return nil, fmt.Errorf("grid key size: want=%d have=%d", PSKSize, len(psk))

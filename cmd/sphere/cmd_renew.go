@@ -2,15 +2,19 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sphere-grid/sphere/caps"
+	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
+	"github.com/sphere-grid/sphere/grid"
 )
 
 // maxRenewCaps bounds the caps one renew walks.
@@ -21,8 +25,10 @@ func newRenewCmd(g *globals) *cobra.Command {
 		Use:   "renew",
 		Short: "Renew the leases on everything this home stored",
 		Long: `renew extends this home's leases (31 days from now) on every server holding
-shares of the files this home put (listed in the home's caps file). Shares whose
-leases all expire are deleted by the servers, so run it at least monthly.`,
+shares of the files this home put (listed in the home's caps file) and of
+everything below the drive's root directory (the tree 'sphere mount' shows).
+Shares whose leases all expire are deleted by the servers, so run it at least
+monthly.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -39,7 +45,11 @@ leases all expire are deleted by the servers, so run it at least monthly.`,
 				Renewed int `json:"renewed"`
 				Failed  int `json:"failed"`
 			}{Caps: len(list)}
-			if len(list) > 0 {
+			root, err := rootCapIfAny(h)
+			if err != nil {
+				return err
+			}
+			if len(list) > 0 || root != nil {
 				c, closeFn, err := openClient(ctx, h)
 				if err != nil {
 					return err
@@ -53,13 +63,20 @@ leases all expire are deleted by the servers, so run it at least monthly.`,
 					}
 					res.Renewed++
 				}
+				if root != nil {
+					w := renewWalk{c: c, stderr: g.stderr, seen: map[string]bool{}}
+					w.walk(ctx, root, 0)
+					res.Caps += w.total
+					res.Renewed += w.renewed
+					res.Failed += w.failed
+				}
 			}
 			if g.json {
 				if err := json.NewEncoder(g.stdout).Encode(res); err != nil {
 					return err
 				}
 			} else {
-				fmt.Fprintf(g.stdout, "Renewed leases of %d of %d files.\n", res.Renewed, res.Caps)
+				fmt.Fprintf(g.stdout, "Renewed leases of %d of %d files and directories.\n", res.Renewed, res.Caps)
 			}
 			if res.Failed > 0 {
 				return fmt.Errorf("renew: %d files failed: %w", res.Failed, errUnhealthy)
@@ -103,4 +120,76 @@ func readCapsFile(path string) ([]caps.Cap, error) {
 		return nil, fmt.Errorf("renew: %s: %w", path, err)
 	}
 	return out, nil
+}
+
+// rootCapIfAny returns the drive's root directory cap, or nil if the home
+// has none yet (no mount or tree verb has created it).
+func rootCapIfAny(h *home.Home) (caps.Cap, error) {
+	b, err := os.ReadFile(h.Path(rootCapFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("renew: %w", err)
+	}
+	return parseCap(strings.TrimSpace(string(b)))
+}
+
+// maxRenewDepth bounds how deep renew descends; directories can form
+// cycles (a cap pasted into its own subtree), which seen also stops.
+const maxRenewDepth = 256
+
+// renewWalk renews the leases of a directory tree, each node once.
+type renewWalk struct {
+	c                      *grid.Client
+	stderr                 io.Writer
+	seen                   map[string]bool
+	total, renewed, failed int
+}
+
+func (w *renewWalk) fail(err error) {
+	w.failed++
+	fmt.Fprintf(w.stderr, "sphere: renew: %v\n", err)
+}
+
+// walk renews cp and, for a directory, everything below it.
+func (w *renewWalk) walk(ctx context.Context, cp caps.Cap, depth int) {
+	key := cp.String()
+	if w.seen[key] || w.total >= maxRenewCaps || depth > maxRenewDepth || ctx.Err() != nil {
+		return
+	}
+	w.seen[key] = true
+	w.total++
+	switch cp.Kind() {
+	case caps.KindDirWrite, caps.KindDirRead, caps.KindMutableWrite, caps.KindMutableRead:
+		if _, err := w.c.RenewMutable(ctx, cp); err != nil {
+			w.fail(err)
+			return
+		}
+	default:
+		if err := w.c.RenewLeases(ctx, cp); err != nil {
+			w.fail(err)
+			return
+		}
+	}
+	w.renewed++
+	if k := cp.Kind(); k != caps.KindDirWrite && k != caps.KindDirRead {
+		return
+	}
+	t, _, err := w.c.ReadDir(ctx, cp)
+	if err != nil {
+		w.fail(err)
+		return
+	}
+	for e := range t.All() {
+		if e.ReadCap == "" { // symlink
+			continue
+		}
+		child, err := caps.Parse(e.ReadCap)
+		if err != nil {
+			w.fail(fmt.Errorf("entry %q: %w", e.Name, err))
+			continue
+		}
+		w.walk(ctx, child, depth+1)
+	}
 }

@@ -10,27 +10,16 @@ import (
 	"github.com/sphere-grid/sphere/caps"
 )
 
-// Type is what a directory entry names.
-type Type uint8
+// Type is what a directory entry names: the directory table's own type,
+// so the tree and the format cannot drift apart.
+type Type = caps.EntryType
 
 // Entry types.
 const (
-	TypeFile    Type = 1
-	TypeDir     Type = 2
-	TypeSymlink Type = 3
+	TypeFile    = caps.TypeFile
+	TypeDir     = caps.TypeDir
+	TypeSymlink = caps.TypeSymlink
 )
-
-func (t Type) String() string {
-	switch t {
-	case TypeFile:
-		return "file"
-	case TypeDir:
-		return "dir"
-	case TypeSymlink:
-		return "symlink"
-	}
-	return "unknown"
-}
 
 // Entry is one row of a directory table as fs sees it.
 type Entry struct {

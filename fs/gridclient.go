@@ -92,7 +92,7 @@ func (g clientGrid) ReadDir(ctx context.Context, c caps.Cap) (map[string]Entry, 
 }
 
 func fromTableEntry(ce caps.Entry) (Entry, error) {
-	e := Entry{Type: Type(ce.Type), Size: int64(ce.Size), Mode: ce.Mode & 0o7777,
+	e := Entry{Type: ce.Type, Size: int64(ce.Size), Mode: ce.Mode & 0o7777,
 		Mtime: time.Unix(0, ce.MTime), Target: ce.Target}
 	if e.Size < 0 {
 		return Entry{}, fmt.Errorf("size %d: %w", ce.Size, caps.ErrFormat)
@@ -115,7 +115,7 @@ func (g clientGrid) toTableEntry(name string, e *Entry) (*caps.Entry, error) {
 	if e == nil {
 		return nil, nil
 	}
-	ce := &caps.Entry{Name: name, Type: caps.EntryType(e.Type), Size: uint64(e.Size), Mode: e.Mode,
+	ce := &caps.Entry{Name: name, Type: e.Type, Size: uint64(e.Size), Mode: e.Mode,
 		MTime: e.Mtime.UnixNano(), Target: e.Target}
 	if e.Type != TypeSymlink {
 		if e.Cap == nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
@@ -28,15 +29,22 @@ file appears only once it is complete.`,
 			if err != nil {
 				return err
 			}
-			cl, closeFn, err := openClient(ctx, h)
-			if err != nil {
-				return err
-			}
-			defer closeFn()
 			size := capSize(c)
 			update, finish := newProgress(g, size, "get")
+			// download goes through the running node when one offers it.
+			download := func(w io.Writer) error {
+				if ok, err := getViaNode(ctx, h, c.String(), w, update); ok {
+					return err
+				}
+				cl, closeFn, err := openClient(ctx, h)
+				if err != nil {
+					return err
+				}
+				defer closeFn()
+				return cl.Download(ctx, c, w, update)
+			}
 			if out == "" || out == "-" {
-				err = cl.Download(ctx, c, g.stdout, update)
+				err = download(g.stdout)
 				finish()
 				if err != nil {
 					return fmt.Errorf("get: %w", err)
@@ -48,7 +56,7 @@ file appears only once it is complete.`,
 			if err != nil {
 				return fmt.Errorf("get: %w", err)
 			}
-			err = cl.Download(ctx, c, f, update)
+			err = download(f)
 			finish()
 			if err == nil {
 				err = f.Close()

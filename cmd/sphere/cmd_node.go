@@ -79,8 +79,18 @@ func nodeConfig(h *home.Home, log *slog.Logger) (node.Config, error) {
 	if err != nil {
 		return node.Config{}, fmt.Errorf("config node.peers: %w", err)
 	}
+	conv, err := h.Secret("convergence")
+	if err != nil {
+		return node.Config{}, err
+	}
+	ls, err := h.Secret("lease")
+	if err != nil {
+		return node.Config{}, err
+	}
+	sec := node.ClientSecrets{Params: h.Config.Params, Convergence: conv}
+	copy(sec.LeaseSecret[:], ls)
 	return node.Config{
-		Identity: priv, GridKey: psk, Listen: h.Config.Node.Listen, Quota: h.Config.Node.Quota,
+		Client: sec, Identity: priv, GridKey: psk, Listen: h.Config.Node.Listen, Quota: h.Config.Node.Quota,
 		Bootstrap: boot, PeersFile: h.PeersFile(), ControlFile: h.ControlFile(),
 		DHT: h.Config.Node.DHT, HolePunching: h.Config.Node.HolePunching, Logger: log,
 	}, nil

@@ -29,6 +29,12 @@ stored once) unless --random-key is given.`,
 			if err != nil {
 				return err
 			}
+			if capStr, size, ok, err := putViaNode(ctx, h, args[0], random); ok {
+				if err != nil {
+					return fmt.Errorf("put %s: %w", args[0], err)
+				}
+				return putDone(h, g, capStr, size)
+			}
 			src, size, cleanup, err := openSource(h, g, args[0])
 			if err != nil {
 				return err
@@ -45,18 +51,23 @@ stored once) unless --random-key is given.`,
 			if err != nil {
 				return fmt.Errorf("put %s: %w", args[0], err)
 			}
-			if err := rememberCap(h, capv.String()); err != nil {
-				return err
-			}
-			if g.json {
-				return json.NewEncoder(g.stdout).Encode(map[string]any{"cap": capv.String(), "size": size})
-			}
-			fmt.Fprintln(g.stdout, capv.String())
-			return nil
+			return putDone(h, g, capv.String(), size)
 		},
 	}
 	cmd.Flags().BoolVar(&random, "random-key", false, "use a random key instead of a convergent one")
 	return cmd
+}
+
+// putDone remembers and prints a stored file's cap.
+func putDone(h *home.Home, g *globals, capStr string, size int64) error {
+	if err := rememberCap(h, capStr); err != nil {
+		return err
+	}
+	if g.json {
+		return json.NewEncoder(g.stdout).Encode(map[string]any{"cap": capStr, "size": size})
+	}
+	fmt.Fprintln(g.stdout, capStr)
+	return nil
 }
 
 // openSource opens FILE, or spools standard input to a temporary file

@@ -104,6 +104,8 @@ func (n *Node) controlHandler(token string) http.Handler {
 		c, err := n.Join(r.Context(), inv)
 		reply(w, JoinReply{Connected: c}, err)
 	})
+	mux.HandleFunc("POST /v1/put", n.handlePut)
+	mux.HandleFunc("GET /v1/get", n.handleGet)
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {

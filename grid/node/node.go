@@ -69,7 +69,10 @@ type Config struct {
 	SweepEvery time.Duration
 	// RefreshInterval is how often known members are re-dialled (zero: 5 s).
 	RefreshInterval time.Duration
-	Logger          *slog.Logger
+	// Client holds the home's secrets for the control API's put and get
+	// (zero: the node refuses them and the CLI does the work itself).
+	Client ClientSecrets
+	Logger *slog.Logger
 }
 
 // LocalServer is one in-process storage peer of the embedded grid.

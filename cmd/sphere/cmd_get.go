@@ -51,6 +51,26 @@ file appears only once it is complete.`,
 				}
 				return nil
 			}
+			if st, err := os.Stat(out); err == nil && !st.Mode().IsRegular() {
+				// A device, fifo or socket (say /dev/null): write to it
+				// directly; renaming over it would replace it with a file.
+				if st.IsDir() {
+					return fmt.Errorf("get: %s is a directory", out)
+				}
+				f, err := os.OpenFile(out, os.O_WRONLY, 0)
+				if err != nil {
+					return fmt.Errorf("get: %w", err)
+				}
+				err = download(f)
+				finish()
+				if cerr := f.Close(); err == nil {
+					err = cerr
+				}
+				if err != nil {
+					return fmt.Errorf("get: %w", err)
+				}
+				return nil
+			}
 			// Write beside the target and rename, so a failed get leaves no partial file.
 			f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".sphere-*")
 			if err != nil {

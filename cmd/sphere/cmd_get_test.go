@@ -47,3 +47,22 @@ func TestGetToSpecialFile(t *testing.T) {
 	}
 	mustFail(t, exitError, "get", capStr, "-o", dir) // a directory is refused
 }
+
+// TestCpToSpecialFile: `cp` from the grid refuses a fifo (or device) as
+// destination and leaves it as it was.
+func TestCpToSpecialFile(t *testing.T) {
+	treeHome(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	randFile(t, src, 8, 2_000)
+	mustRun(t, "cp", src, "sphere:/f")
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustFail(t, exitError, "cp", "sphere:/f", fifo)
+	st, err := os.Lstat(fifo)
+	if err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+		t.Fatalf("after cp, %s is no longer a fifo: %v", fifo, err)
+	}
+}

@@ -32,7 +32,19 @@ func subsets(n, r int, fn func([]int)) {
 }
 
 func TestDownloadLostServers(t *testing.T) {
-	p := caps.Params{K: 3, Happy: 5, N: 6, SegmentSize: 256}
+	for _, tc := range []struct {
+		name   string
+		p      caps.Params
+		combos int // C(n, n-k)
+	}{
+		{"3of6", caps.Params{K: 3, Happy: 5, N: 6, SegmentSize: 256}, 20},
+		{"3of10", caps.Params{K: 3, Happy: 7, N: 10, SegmentSize: 256}, 120}, // the defaults' k and n
+	} {
+		t.Run(tc.name, func(t *testing.T) { testDownloadLostServers(t, tc.p, tc.combos) })
+	}
+}
+
+func testDownloadLostServers(t *testing.T, p caps.Params, combos int) {
 	data := gridtest.Data(10, 3*256+17)
 	t.Run("any n-k lost still reads", func(t *testing.T) {
 		c, faults := faultGrid(t, p.N, p, 2*time.Second)
@@ -51,8 +63,8 @@ func TestDownloadLostServers(t *testing.T) {
 				faults[i].Reset()
 			}
 		})
-		if count != 20 {
-			t.Fatalf("tried %d subsets, want C(6,3)=20", count)
+		if count != combos {
+			t.Fatalf("tried %d subsets, want C(%d,%d)=%d", count, p.N, p.N-p.K, combos)
 		}
 	})
 	t.Run("n-k+1 lost fails cleanly", func(t *testing.T) {

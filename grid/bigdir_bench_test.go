@@ -4,14 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"os"
 	"testing"
 
 	"github.com/sphere-grid/sphere/caps"
-	"github.com/sphere-grid/sphere/grid"
-	"github.com/sphere-grid/sphere/grid/boltserver"
+	"github.com/sphere-grid/sphere/grid/gridtest"
 )
 
 // BenchmarkModifyDirLarge measures adding one entry to a directory that
@@ -20,39 +16,9 @@ import (
 // figure is CPU and bbolt copying, not fsync). Bytes per op: the
 // directory table's size.
 func BenchmarkModifyDirLarge(b *testing.B) {
-	places := []struct{ name, root string }{{"tmpdir", ""}}
-	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
-		places = append(places, struct{ name, root string }{"shm", "/dev/shm"})
-	}
-	for _, pl := range places {
-		b.Run(pl.name, func(b *testing.B) {
-			root := b.TempDir()
-			if pl.root != "" {
-				d, err := os.MkdirTemp(pl.root, "sphere-bigdir-")
-				if err != nil {
-					b.Skip(err)
-				}
-				b.Cleanup(func() { os.RemoveAll(d) })
-				root = d
-			}
-			servers := make([]grid.Server, 10)
-			for i := range servers {
-				s, err := boltserver.Open(fmt.Sprintf("%s/s%d", root, i), boltserver.Options{ID: grid.ServerID(fmt.Sprint("s", i))})
-				if err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { s.Close() })
-				servers[i] = s
-			}
-			c, err := grid.NewClient(grid.ClientConfig{
-				Servers:     servers,
-				Params:      caps.DefaultParams(),
-				Convergence: bytes.Repeat([]byte{9}, 32),
-				Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
+	for _, pl := range gridtest.ScratchPlaces(b) {
+		b.Run(pl.Name, func(b *testing.B) {
+			c := gridtest.NewBoltClient(b, pl.Dir, 10)
 			ctx := context.Background()
 			t := caps.NewTable()
 			for i := range 10000 {

@@ -19,12 +19,7 @@ func newMkdirCmd(g *globals) *cobra.Command {
 		Long: `mkdir makes each PATH (a path in your drive, or CAP/PATH below a writable
 directory cap). With -p, missing parents are made too and an existing
 directory is not an error.`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError{errors.New("mkdir: want at least one PATH")}
-			}
-			return nil
-		},
+		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ts := newTrees(cmd.Context(), g)
 			var made []string

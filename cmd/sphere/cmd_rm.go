@@ -19,12 +19,7 @@ func newRmCmd(g *globals) *cobra.Command {
 everything below it. -f: a missing PATH is not an error. The top of a tree
 cannot be removed. What was stored stays on the grid until its leases run
 out; anyone who kept a cap to it can still read it until then.`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 {
-				return usageError{errors.New("rm: want at least one PATH")}
-			}
-			return nil
-		},
+		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ts := newTrees(cmd.Context(), g)
 			var removed []string

@@ -18,11 +18,13 @@ func newNodeCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "node",
 		Short: "Run this home's node in the foreground: store shares for the grid",
-		Long: `node runs the libp2p node of this home until Ctrl-C (or SIGTERM): it stores
+		Long: `node runs the libp2p node of this home until Ctrl-C (or SIGTERM, SIGHUP): it stores
 shares for the grid's members in the home's storage/ (up to node.quota bytes of
 config.json), keeps connected to the members it knows (peers joined with
 'sphere join' and those they told it about) and answers the CLI verbs on a local
-control API. Only peers holding the grid key can connect.`,
+control API (a unix socket in the home). Only peers holding the grid key can
+connect, and only members on the grid's signed member list are served. One node
+runs per home: a second one is refused.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			h, err := openNodeHome()
@@ -87,12 +89,17 @@ func nodeConfig(h *home.Home, log *slog.Logger) (node.Config, error) {
 	if err != nil {
 		return node.Config{}, err
 	}
+	admin, err := h.AdminID()
+	if err != nil {
+		return node.Config{}, err
+	}
 	sec := node.ClientSecrets{Params: h.Config.Params, Convergence: conv}
 	copy(sec.LeaseSecret[:], ls)
 	return node.Config{
 		Client: sec, Identity: priv, GridKey: psk, Listen: h.Config.Node.Listen, Quota: h.Config.Node.Quota,
 		Bootstrap: boot, PeersFile: h.PeersFile(), ControlFile: h.ControlFile(),
-		DHT: h.Config.Node.DHT, HolePunching: h.Config.Node.HolePunching, Logger: log,
+		MembersFile: h.MembersFile(), InvitesFile: h.InvitesFile(), LockFile: h.LockFile(), JoinFile: h.JoinFile(),
+		Admin: admin, DHT: h.Config.Node.DHT, HolePunching: h.Config.Node.HolePunching, Logger: log,
 	}, nil
 }
 

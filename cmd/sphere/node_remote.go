@@ -23,13 +23,22 @@ const remoteDialTimeout = 5 * time.Second
 // running for this home (it holds the stores; it lists the storage peers
 // it reaches) or the home has joined a grid (the peers in config and
 // peers.json); ok=false means use the embedded local grid. The clients
-// dial from a short-lived host with a random identity on the grid's
-// private network; only peers that answer are returned.
+// dial from a short-lived host on the grid key, as the node's delegated
+// client while the node runs, else as the node itself (peers serve only
+// members); only peers that answer are returned.
 func remoteServers(ctx context.Context, h *home.Home) (servers []grid.Server, closeFn func(), ok bool, err error) {
 	var addrs []string
+	priv, _, err := h.NodeIdentity()
+	if err != nil {
+		return nil, nil, false, err
+	}
 	c, err := node.DialControl(ctx, h.ControlFile())
 	switch {
 	case err == nil:
+		// The node's own id cannot dial the node: dial as its client.
+		if priv, err = node.ClientKey(priv); err != nil {
+			return nil, nil, false, err
+		}
 		if addrs, err = c.Peers(ctx); err != nil {
 			return nil, nil, false, fmt.Errorf("ask node for peers: %w", err)
 		}
@@ -54,7 +63,7 @@ func remoteServers(ctx context.Context, h *home.Home) (servers []grid.Server, cl
 	if err != nil {
 		return nil, nil, false, err
 	}
-	ch, err := node.NewClientHost(psk)
+	ch, err := node.NewClientHost(priv, psk)
 	if err != nil {
 		return nil, nil, false, err
 	}

@@ -78,7 +78,7 @@ unhealthy, 5 integrity failure, 6 no home (run 'sphere init').`,
 		// the node verbs
 		newNodeCmd(g), newUpCmd(g), newInviteCmd(g), newJoinCmd(g), newStatusCmd(g), newRenewCmd(g),
 	)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
 	defer profileVerb()()
 	err := root.ExecuteContext(ctx)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sphere-grid/sphere/caps"
@@ -40,25 +39,23 @@ func benchGrid(b *testing.B, kind string) []grid.Server {
 	b.Cleanup(func() { usePnet = false })
 	psk := make([]byte, PSKSize)
 	rand.Read(psk)
-	h, err := NewClientHost(psk)
+	hk := newKey(b)
+	h, err := NewClientHost(hk, psk)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { h.Close() })
-	for range 10 {
-		key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := New(Config{Identity: key, GridKey: psk, Listen: []string{loopback}, StorageDir: b.TempDir()})
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { n.Serve(ctx); close(done) }()
-		b.Cleanup(func() { cancel(); <-done })
-		<-n.Ready()
+	hid, _ := peer.IDFromPrivateKey(hk)
+	admin := startNode(b, Config{GridKey: psk, StorageDir: b.TempDir()})
+	if _, err := admin.Admit(hid); err != nil {
+		b.Fatal(err)
+	}
+	nodes := []*running{admin}
+	for range 9 {
+		nodes = append(nodes, startMember(b, admin, Config{StorageDir: b.TempDir()}))
+	}
+	for _, n := range nodes {
+		waitList(b, n.Node, serialOf(admin.Node))
 		if err := h.Connect(context.Background(), peer.AddrInfo{ID: n.ID(), Addrs: n.Host().Addrs()}); err != nil {
 			b.Fatal(err)
 		}

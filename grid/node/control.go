@@ -13,19 +13,29 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// The control API is HTTP on 127.0.0.1 at a random port, guarded by a
-// random bearer token. Both are in the control file (node.json in the
-// home, mode 0600), which exists only while the node runs; the CLI verbs
-// read it to find the node.
+// The control API is HTTP on a unix socket inside the home (in run/, a
+// directory of mode 0700, so only the home's user can connect or put a
+// socket there), guarded by a random bearer token. Socket path and token
+// are in the control file (node.json in the home, mode 0600), which
+// exists only while the node runs; the CLI verbs read it to find the node
+// and check that the node answering holds the home's lock and the token
+// and has the peer id the file names.
+
+// ControlVersion is the version of the control file this code writes.
+const ControlVersion = 2
 
 // ControlFile is the content of the control file.
 type ControlFile struct {
 	Version int    `json:"version"`
-	Addr    string `json:"addr"`  // host:port of the control API
-	Token   string `json:"token"` // hex bearer token
+	Socket  string `json:"socket"` // unix socket of the control API
+	Token   string `json:"token"`  // hex bearer token
 	PID     int    `json:"pid"`
 	PeerID  string `json:"peerId"`
 }
@@ -47,6 +57,47 @@ type Status struct {
 	// (-1: the store cannot tell).
 	ExpiringSoon int       `json:"expiringSoon"`
 	Started      time.Time `json:"started"`
+	// Admin: this node is the grid's admin; AdminID is the admin's peer
+	// id and ListSerial the serial of the member list held ("" / 0:
+	// not a member yet).
+	Admin      bool   `json:"admin"`
+	AdminID    string `json:"adminId,omitempty"`
+	ListSerial uint64 `json:"listSerial"`
+}
+
+// InviteRequest is the body of POST /v1/invite.
+type InviteRequest struct {
+	ExpiresSeconds int64 `json:"expiresSeconds"` // 0: DefaultInviteExpiry
+}
+
+// InviteReply answers POST /v1/invite.
+type InviteReply struct {
+	Invite  string    `json:"invite"`
+	Expires time.Time `json:"expires"`
+}
+
+// MemberInfo is one member in GET /v1/members.
+type MemberInfo struct {
+	PeerID    string    `json:"peerId"`
+	Added     time.Time `json:"added"`
+	Admin     bool      `json:"admin"`
+	Self      bool      `json:"self"`
+	Connected bool      `json:"connected"`
+	Addrs     []string  `json:"addrs"`
+}
+
+// MembersReply answers GET /v1/members.
+type MembersReply struct {
+	Serial  uint64       `json:"serial"`
+	Issued  time.Time    `json:"issued"`
+	Admin   string       `json:"admin"`
+	Members []MemberInfo `json:"members"`
+	Removed []string     `json:"removed"`
+}
+
+// RemoveRequest is the body of POST /v1/members/remove.
+type RemoveRequest struct {
+	PeerID string `json:"peerId"`
 }
 
 // PeersReply is what GET /v1/peers answers: the grid's storage peers this
@@ -104,6 +155,43 @@ func (n *Node) controlHandler(token string) http.Handler {
 		c, err := n.Join(r.Context(), inv)
 		reply(w, JoinReply{Connected: c}, err)
 	})
+	mux.HandleFunc("POST /v1/invite", func(w http.ResponseWriter, r *http.Request) {
+		var req InviteRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(&req); err != nil {
+			replyErr(w, http.StatusBadRequest, fmt.Errorf("invite: bad request: %w", err))
+			return
+		}
+		inv, err := n.Invite(time.Duration(req.ExpiresSeconds) * time.Second)
+		if errors.Is(err, ErrNotAdmin) {
+			replyErr(w, http.StatusForbidden, err)
+			return
+		}
+		reply(w, InviteReply{Invite: inv.String(), Expires: time.Unix(inv.Expires, 0).UTC()}, err)
+	})
+	mux.HandleFunc("GET /v1/members", func(w http.ResponseWriter, r *http.Request) {
+		reply(w, n.MembersInfo(), nil)
+	})
+	mux.HandleFunc("POST /v1/members/remove", func(w http.ResponseWriter, r *http.Request) {
+		var req RemoveRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(&req); err != nil {
+			replyErr(w, http.StatusBadRequest, fmt.Errorf("remove: bad request: %w", err))
+			return
+		}
+		id, err := peer.Decode(req.PeerID)
+		if err != nil {
+			replyErr(w, http.StatusBadRequest, fmt.Errorf("remove: bad peer id: %w", err))
+			return
+		}
+		if _, err := n.RemoveMember(id); err != nil {
+			code := http.StatusBadRequest
+			if errors.Is(err, ErrNotAdmin) {
+				code = http.StatusForbidden
+			}
+			replyErr(w, code, err)
+			return
+		}
+		reply(w, n.MembersInfo(), nil)
+	})
 	mux.HandleFunc("POST /v1/put", n.handlePut)
 	mux.HandleFunc("GET /v1/get", n.handleGet)
 	want := []byte("Bearer " + token)
@@ -131,14 +219,33 @@ func replyErr(w http.ResponseWriter, code int, err error) {
 	_ = json.NewEncoder(w).Encode(apiError{Error: err.Error()})
 }
 
-// startControl listens on 127.0.0.1:0 and serves the control API until
-// ctx ends; it returns the control file content to publish.
+// socketPath is where the control socket lives.
+func (n *Node) socketPath() string {
+	if n.cfg.ControlSocket != "" {
+		return n.cfg.ControlSocket
+	}
+	return filepath.Join(filepath.Dir(n.cfg.ControlFile), "run", "node.sock")
+}
+
+// startControl listens on the control socket and serves the control API
+// until stop; it returns the control file content to publish.
 func (n *Node) startControl(ctx context.Context) (ControlFile, func(), error) {
 	token, err := newToken()
 	if err != nil {
 		return ControlFile{}, nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	sock := n.socketPath()
+	dir := filepath.Dir(sock)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return ControlFile{}, nil, fmt.Errorf("control API: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return ControlFile{}, nil, fmt.Errorf("control API: %w", err)
+	}
+	// A socket left by a node that died: we hold the home's lock (or the
+	// caller chose no lock), so it is nobody's.
+	_ = os.Remove(sock)
+	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return ControlFile{}, nil, fmt.Errorf("control API: %w", err)
 	}
@@ -158,9 +265,10 @@ func (n *Node) startControl(ctx context.Context) (ControlFile, func(), error) {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
+		_ = os.Remove(sock)
 	}
 	return ControlFile{
-		Version: 1, Addr: ln.Addr().String(), Token: token, PID: os.Getpid(), PeerID: n.host.ID().String(),
+		Version: ControlVersion, Socket: sock, Token: token, PID: os.Getpid(), PeerID: n.host.ID().String(),
 	}, stop, nil
 }
 
@@ -171,6 +279,9 @@ var ErrNotRunning = errors.New("no node running")
 type Control struct {
 	File ControlFile
 	hc   *http.Client
+	// stream has no overall timeout: put and get take as long as the
+	// file needs; the caller's ctx bounds them.
+	stream *http.Client
 }
 
 // DialControl reads the control file at path and checks that the node
@@ -187,16 +298,47 @@ func DialControl(ctx context.Context, path string) (*Control, error) {
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return nil, fmt.Errorf("control file %s: %w", path, err)
 	}
-	c := &Control{File: f, hc: &http.Client{Timeout: 30 * time.Second}}
+	if f.Version != ControlVersion || f.Socket == "" {
+		return nil, fmt.Errorf("%w (control file %s of another version)", ErrNotRunning, path)
+	}
+	// Liveness: a node holds the home's lock while it runs; the kernel
+	// drops it when the node dies, however it dies.
+	lock := filepath.Join(filepath.Dir(path), LockFileName)
+	if _, err := os.Stat(lock); err == nil && !HomeLocked(lock) {
+		return nil, fmt.Errorf("%w (stale control file %s: no process holds %s)", ErrNotRunning, path, lock)
+	}
+	c := newControl(f)
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if _, err := c.Status(pctx); err != nil {
-		// Whatever answers (or not) there is not this home's node: a
-		// crashed node's port may since belong to another program.
+	st, err := c.Status(pctx)
+	if err != nil {
+		// Whatever answers (or not) there is not this home's node.
 		return nil, fmt.Errorf("%w (stale control file %s: %v)", ErrNotRunning, path, err)
+	}
+	if st.PeerID != f.PeerID {
+		return nil, fmt.Errorf("%w (control socket of %s answered as %s)", ErrNotRunning, f.PeerID, st.PeerID)
 	}
 	return c, nil
 }
+
+// LockFileName is the lock file a node holds in its home while it runs.
+const LockFileName = "node.lock"
+
+func newControl(f ControlFile) *Control {
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", f.Socket)
+		},
+		MaxIdleConns: 4,
+	}
+	return &Control{File: f, hc: &http.Client{Timeout: 30 * time.Second, Transport: tr},
+		stream: &http.Client{Transport: tr}}
+}
+
+// controlURL is the base of control requests (the host part is ignored:
+// the transport dials the socket).
+const controlURL = "http://sphere-node"
 
 // APIError is an error answered by the control API.
 type APIError struct {
@@ -215,7 +357,7 @@ func (c *Control) call(ctx context.Context, method, path string, in, out any) er
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.File.Addr+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, controlURL+path, body)
 	if err != nil {
 		return fmt.Errorf("control %s: %w", path, err)
 	}
@@ -259,4 +401,56 @@ func (c *Control) Join(ctx context.Context, invite string) (JoinReply, error) {
 	var jr JoinReply
 	err := c.call(ctx, http.MethodPost, "/v1/join", JoinRequest{Invite: invite}, &jr)
 	return jr, err
+}
+
+// Invite asks the node (the grid's admin) for a fresh one-time invite.
+func (c *Control) Invite(ctx context.Context, expires time.Duration) (InviteReply, error) {
+	var ir InviteReply
+	err := c.call(ctx, http.MethodPost, "/v1/invite", InviteRequest{ExpiresSeconds: int64(expires / time.Second)}, &ir)
+	return ir, err
+}
+
+// Members asks the node for the grid's member list.
+func (c *Control) Members(ctx context.Context) (MembersReply, error) {
+	var mr MembersReply
+	err := c.call(ctx, http.MethodGet, "/v1/members", nil, &mr)
+	return mr, err
+}
+
+// RemoveMember asks the node (the admin) to remove a member.
+func (c *Control) RemoveMember(ctx context.Context, id string) (MembersReply, error) {
+	var mr MembersReply
+	err := c.call(ctx, http.MethodPost, "/v1/members/remove", RemoveRequest{PeerID: id}, &mr)
+	return mr, err
+}
+
+// MembersInfo describes the member list this node holds.
+func (n *Node) MembersInfo() MembersReply {
+	list, _ := n.members.current()
+	out := MembersReply{Members: []MemberInfo{}, Removed: []string{}}
+	if list == nil {
+		return out
+	}
+	out.Serial, out.Issued, out.Admin = list.Serial, time.Unix(list.Issued, 0).UTC(), list.Admin.String()
+	known := map[peer.ID][]string{}
+	for _, ai := range n.members.known() {
+		known[ai.ID] = FormatAddrs([]peer.AddrInfo{ai})
+	}
+	for _, m := range list.Members {
+		mi := MemberInfo{PeerID: m.ID.String(), Added: time.Unix(m.Added, 0).UTC(), Admin: m.ID == list.Admin,
+			Self: m.ID == n.host.ID(), Addrs: known[m.ID]}
+		if mi.Self {
+			mi.Connected, mi.Addrs = true, FormatAddrs([]peer.AddrInfo{n.selfInfo()})
+		} else {
+			mi.Connected = n.host.Network().Connectedness(m.ID) == network.Connected
+		}
+		if mi.Addrs == nil {
+			mi.Addrs = []string{}
+		}
+		out.Members = append(out.Members, mi)
+	}
+	for _, id := range list.Removed {
+		out.Removed = append(out.Removed, id.String())
+	}
+	return out
 }

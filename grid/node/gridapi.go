@@ -182,12 +182,8 @@ func (n *Node) handleGet(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// streamClient has no overall timeout: put and get take as long as the
-// file needs; the caller's ctx bounds them.
-var streamClient = &http.Client{}
-
 func (c *Control) newRequest(ctx context.Context, method, path string, body io.Reader) (*http.Request, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+c.File.Addr+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, controlURL+path, body)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +214,7 @@ func (c *Control) Put(ctx context.Context, path string, randomKey bool) (PutRepl
 	if err != nil {
 		return out, fmt.Errorf("control put: %w", err)
 	}
-	resp, err := streamClient.Do(req)
+	resp, err := c.stream.Do(req)
 	if err != nil {
 		return out, fmt.Errorf("control put: %w", err)
 	}
@@ -240,7 +236,7 @@ func (c *Control) Get(ctx context.Context, capStr string, w io.Writer, progress 
 	if err != nil {
 		return fmt.Errorf("control get: %w", err)
 	}
-	resp, err := streamClient.Do(req)
+	resp, err := c.stream.Do(req)
 	if err != nil {
 		return fmt.Errorf("control get: %w", err)
 	}

@@ -5,14 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sphere-grid/sphere/caps"
 )
@@ -32,8 +31,7 @@ func gridNode(t *testing.T) (*Control, string) {
 		{Dir: filepath.Join(dir, "l0"), Identity: newKey(t)},
 		{Dir: filepath.Join(dir, "l1"), Identity: newKey(t)},
 	}
-	b := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), ControlFile: cf, Client: sec,
-		LocalServers: locals, Bootstrap: []peer.AddrInfo{selfInfo(a.Node)}})
+	b := startMember(t, a, Config{StorageDir: t.TempDir(), ControlFile: cf, Client: sec, LocalServers: locals})
 	waitFor(t, "4 storage peers", func() bool { return len(b.StoragePeers()) == 4 })
 	c, err := DialControl(context.Background(), cf)
 	if err != nil {
@@ -122,7 +120,7 @@ func TestGetThroughNodeErrors(t *testing.T) {
 		t.Fatalf("put of a directory: err %v", err)
 	}
 	// A wrong token is refused.
-	bad := &Control{File: c.File, hc: c.hc}
+	bad := &Control{File: c.File, hc: c.hc, stream: c.stream}
 	bad.File.Token = strings.Repeat("0", 64)
 	if _, err := bad.Put(ctx, filepath.Join(dir, "node.json"), false); !errors.As(err, &ae) || ae.Code != 401 {
 		t.Fatalf("put with a wrong token: err %v, want HTTP 401", err)
@@ -157,7 +155,12 @@ func TestGetReportsTruncatedBody(t *testing.T) {
 		panic(http.ErrAbortHandler)
 	}))
 	defer srv.Close()
-	c := &Control{File: ControlFile{Addr: strings.TrimPrefix(srv.URL, "http://"), Token: "t"}}
+	addr := srv.Listener.Addr().String()
+	c := &Control{File: ControlFile{Token: "t"}, stream: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}}}}
 	var got bytes.Buffer
 	err := c.Get(context.Background(), "sphere:lit:", &got, nil)
 	if err == nil {

@@ -21,7 +21,7 @@ import (
 
 func listeningHost(t *testing.T, psk []byte) host.Host {
 	t.Helper()
-	h, err := newHost(newKey(t), psk, []string{loopback}, false)
+	h, err := newHost(newKey(t), psk, []string{loopback}, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

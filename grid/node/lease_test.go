@@ -31,7 +31,11 @@ func (c *fakeClock) Add(d time.Duration) {
 // storageClient is a p2p client of n from a fresh client host.
 func storageClient(t *testing.T, psk []byte, n *Node) *p2p.Client {
 	t.Helper()
-	h, err := NewClientHost(psk)
+	ck, err := ClientKey(n.cfg.Identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewClientHost(ck, psk)
 	if err != nil {
 		t.Fatal(err)
 	}

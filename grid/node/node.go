@@ -24,6 +24,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sphere-grid/sphere/grid"
 )
@@ -46,11 +47,31 @@ type Config struct {
 	Quota int64
 	// Bootstrap are peers to connect to at start (from invites).
 	Bootstrap []peer.AddrInfo
-	// PeersFile persists known members ("" : not persisted).
+	// PeersFile persists members' signed address records ("" : not
+	// persisted).
 	PeersFile string
-	// ControlFile is where the control API's address and token are
+	// MembersFile persists the grid's signed member list ("" : not
+	// persisted).
+	MembersFile string
+	// InvitesFile keeps the invites this node issued as admin ("" : not
+	// persisted).
+	InvitesFile string
+	// Admin is the grid's admin, whose signature on member lists this
+	// node trusts (the first peer of the invite it joined by); empty: this
+	// node founded its grid and is its admin.
+	Admin peer.ID
+	// JoinFile holds an invite code to redeem at start ("" : none); it is
+	// removed once the admin answered.
+	JoinFile string
+	// LockFile is locked while the node runs, before it listens, so a
+	// second node on the same home is refused ("" : no lock).
+	LockFile string
+	// ControlFile is where the control API's socket and token are
 	// published while the node runs ("" : no control API).
 	ControlFile string
+	// ControlSocket is the unix socket of the control API (default:
+	// run/node.sock beside ControlFile, in a directory of mode 0700).
+	ControlSocket string
 	// LocalServers are in-process storage peers, each its own libp2p
 	// host on 127.0.0.1 (the embedded grid of `sphere up`).
 	LocalServers []LocalServer
@@ -90,10 +111,14 @@ type Node struct {
 	host    host.Host
 	store   *servedStore // nil without StorageDir
 	locals  []*localPeer
-	book    *book
 	members *membership
+	invites *inviteStore // admin only
+	gater   *gater
 	dht     *dht.IpfsDHT
 	started time.Time
+	unlock  func()
+	joinSem chan struct{}
+	listMu  sync.Mutex // serialises the admin's list changes
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -125,7 +150,7 @@ func gridPrologue(psk []byte) []byte {
 // newHost builds a libp2p host for the grid: TCP, grid TLS and Noise both
 // bound to the grid key (docs/spec/node.md), the storage protocol's
 // resource limits, no relay, no mDNS, no public bootstrap.
-func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool) (host.Host, error) {
+func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool, g *gater) (host.Host, error) {
 	if len(psk) != PSKSize {
 		return nil, fmt.Errorf("grid key size: want=%d have=%d", PSKSize, len(psk))
 	}
@@ -170,6 +195,9 @@ func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool) (
 	if holePunch {
 		opts = append(opts, libp2p.EnableHolePunching())
 	}
+	if g != nil {
+		opts = append(opts, libp2p.ConnectionGater(g))
+	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		_ = rm.Close()
@@ -178,10 +206,11 @@ func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool) (
 	return h, nil
 }
 
-// NewClientHost returns a libp2p host that only dials: a random identity
-// admitted by the grid key, for short-lived CLI processes.
-func NewClientHost(psk []byte) (host.Host, error) {
-	return newHost(nil, psk, nil, false)
+// NewClientHost returns a libp2p host that only dials, for short-lived CLI
+// processes. Storage peers serve only members, so priv should be the
+// home's node identity (nil: a random identity, which can only join).
+func NewClientHost(priv crypto.PrivKey, psk []byte) (host.Host, error) {
+	return newHost(priv, psk, nil, false, nil)
 }
 
 // New opens the node's stores and starts its libp2p hosts; Serve runs it.
@@ -198,7 +227,8 @@ func New(cfg Config) (*Node, error) {
 	if cfg.RefreshInterval <= 0 {
 		cfg.RefreshInterval = 5 * time.Second
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), started: time.Now()}
+	n := &Node{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), started: time.Now(),
+		gater: &gater{}, joinSem: make(chan struct{}, 4)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -206,30 +236,56 @@ func New(cfg Config) (*Node, error) {
 		}
 	}()
 	var err error
-	if n.host, err = newHost(cfg.Identity, cfg.GridKey, cfg.Listen, cfg.HolePunching); err != nil {
+	if cfg.LockFile != "" {
+		// Before anything listens: a second node on this home stops here.
+		if n.unlock, err = LockHome(cfg.LockFile); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	if n.host, err = newHost(cfg.Identity, cfg.GridKey, cfg.Listen, cfg.HolePunching, n.gater); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.log = n.log.With("peer", shortID(n.host.ID()))
+	if n.members, err = newMembership(n.host, cfg.Identity, cfg.GridKey, cfg.Admin, cfg.MembersFile, cfg.PeersFile,
+		cfg.Bootstrap, n.log, cfg.Now); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.gater.m.Store(n.members)
+	n.members.onRemoved = n.dropRemoved
+	if _, isAdmin := n.members.current(); isAdmin {
+		if n.invites, err = openInviteStore(cfg.InvitesFile); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	gated := gatedHost{Host: n.host, allow: n.members.allowed}
 	if cfg.StorageDir != "" {
-		if n.store, err = openServedStore(n.host, cfg.StorageDir, cfg.Quota, cfg, n.log); err != nil {
+		if n.store, err = openServedStore(gated, cfg.StorageDir, cfg.Quota, cfg, n.log); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 	}
 	if err := n.openLocals(); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	if n.book, err = newBook(cfg.PeersFile, n.host.ID()); err != nil {
-		return nil, fmt.Errorf("node: %w", err)
-	}
-	if _, changed := n.book.add(cfg.Bootstrap); changed {
-		if err := n.book.save(); err != nil {
-			return nil, fmt.Errorf("node: %w", err)
-		}
-	}
-	n.members = newMembership(n.host, n.book, n.log, n.selfInfo)
 	n.host.SetStreamHandler(PeersProtocol, n.members.handle)
+	n.host.SetStreamHandler(JoinProtocol, n.handleJoin)
 	ok = true
 	return n, nil
+}
+
+// dropRemoved closes connections with peers the member list removed (the
+// gater refuses new ones).
+func (n *Node) dropRemoved(ids []peer.ID) {
+	for _, id := range ids {
+		if n.host.Network().Connectedness(id) == network.Connected {
+			n.log.Info("Disconnecting a removed member", "peer", id.String())
+		}
+		_ = n.host.Network().ClosePeer(id)
+		for _, lp := range n.locals {
+			if lp != nil {
+				_ = lp.host.Network().ClosePeer(id)
+			}
+		}
+	}
 }
 
 // openLocals starts the embedded grid's peers in parallel (each opens a
@@ -242,12 +298,12 @@ func (n *Node) openLocals() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			h, err := newHost(ls.Identity, n.cfg.GridKey, []string{"/ip4/127.0.0.1/tcp/0"}, false)
+			h, err := newHost(ls.Identity, n.cfg.GridKey, []string{"/ip4/127.0.0.1/tcp/0"}, false, n.gater)
 			if err != nil {
 				errs[i] = fmt.Errorf("local server %d: %w", i, err)
 				return
 			}
-			st, err := openServedStore(h, ls.Dir, ls.Quota, n.cfg, n.log.With("local", i))
+			st, err := openServedStore(gatedHost{Host: h, allow: n.members.allowed}, ls.Dir, ls.Quota, n.cfg, n.log.With("local", i))
 			if err != nil {
 				h.Close()
 				errs[i] = fmt.Errorf("local server %d: %w", i, err)
@@ -257,6 +313,13 @@ func (n *Node) openLocals() error {
 		}()
 	}
 	wg.Wait()
+	for _, lp := range n.locals {
+		if lp != nil {
+			n.members.mu.Lock()
+			n.members.local[lp.host.ID()] = true
+			n.members.mu.Unlock()
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -286,48 +349,101 @@ func (n *Node) StoragePeers() []peer.AddrInfo {
 			out = append(out, peer.AddrInfo{ID: lp.host.ID(), Addrs: lp.host.Addrs()})
 		}
 	}
-	for _, ai := range n.book.list() {
-		if n.host.Network().Connectedness(ai.ID) == network.Connected {
-			out = append(out, ai)
+	list, _ := n.members.current()
+	known := map[peer.ID][]ma.Multiaddr{}
+	for _, ai := range n.members.known() {
+		known[ai.ID] = ai.Addrs
+	}
+	for _, id := range list.IDs() {
+		if id == n.host.ID() || n.host.Network().Connectedness(id) != network.Connected {
+			continue
 		}
+		addrs := known[id]
+		if len(addrs) == 0 {
+			addrs = n.host.Peerstore().Addrs(id)
+		}
+		out = append(out, peer.AddrInfo{ID: id, Addrs: capAddrs(addrs)})
 	}
 	return out
 }
 
-// Join connects to an invite's peers and remembers them. The invite must
-// be for this node's grid.
+// Join redeems an invite with its admin and connects to the grid. The
+// invite must be for this node's grid.
 func (n *Node) Join(ctx context.Context, inv Invite) (int, error) {
 	if !bytes.Equal(inv.PSK, n.cfg.GridKey) {
 		return 0, errors.New("join: the invite is for another grid; restart the node to switch to it")
 	}
-	n.book.add(inv.Peers)
-	if err := n.book.save(); err != nil {
-		return 0, fmt.Errorf("join: %w", err)
+	n.members.mu.Lock()
+	admin := n.members.admin
+	n.members.mu.Unlock()
+	if admin != inv.Admin().ID {
+		return 0, fmt.Errorf("join: the invite is from %s, but this node trusts the admin %s (restart the node after `sphere join`)", inv.Admin().ID, admin)
 	}
+	_, raw, err := Redeem(ctx, n.host, inv)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := n.members.adopt(raw); err != nil {
+		n.log.Debug("Adopting the join list", "err", err)
+	}
+	n.members.mu.Lock()
+	for _, ai := range inv.Peers {
+		if ai.ID != n.host.ID() {
+			n.members.boot = append(n.members.boot, peer.AddrInfo{ID: ai.ID, Addrs: capAddrs(ai.Addrs)})
+		}
+	}
+	n.members.mu.Unlock()
 	connected := 0
-	var mu sync.Mutex
-	var wg sync.WaitGroup
 	for _, ai := range inv.Peers {
 		if ai.ID == n.host.ID() {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := n.members.connect(ctx, ai); err != nil {
-				n.log.Warn("Joining peer failed", "member", shortID(ai.ID), "err", err)
-				return
-			}
-			mu.Lock()
-			connected++
-			mu.Unlock()
-		}()
+		if err := n.members.connect(ctx, ai); err != nil {
+			n.log.Warn("Joining peer failed", "member", shortID(ai.ID), "err", err)
+			continue
+		}
+		connected++
 	}
-	wg.Wait()
 	if connected == 0 {
-		return 0, errors.New("join: could not reach any peer of the invite (saved; will retry)")
+		return 0, errors.New("join: admitted, but no peer of the invite answered (will retry)")
 	}
 	return connected, nil
+}
+
+// redeemPending redeems the invite in JoinFile, retrying while the admin
+// cannot be reached, until it answers (yes or no) or ctx ends.
+func (n *Node) redeemPending(ctx context.Context) {
+	if n.cfg.JoinFile == "" {
+		return
+	}
+	raw, err := os.ReadFile(n.cfg.JoinFile)
+	if err != nil {
+		return
+	}
+	inv, err := ParseInvite(string(raw))
+	if err != nil {
+		n.log.Warn("Pending invite unreadable; dropped", "err", err)
+		_ = os.Remove(n.cfg.JoinFile)
+		return
+	}
+	for try := 0; ; try++ {
+		_, err := n.Join(ctx, inv)
+		if err == nil || errors.Is(err, ErrRefused) || !bytes.Equal(inv.PSK, n.cfg.GridKey) {
+			if err != nil {
+				n.log.Error("Joining the grid failed", "err", err)
+			} else {
+				n.log.Info("Joined the grid", "admin", inv.Admin().ID.String())
+			}
+			_ = os.Remove(n.cfg.JoinFile)
+			return
+		}
+		n.log.Info("Joining the grid: admin not reachable yet, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(time.Duration(try+1)*2*time.Second, time.Minute)):
+		}
+	}
 }
 
 // Status reports the node's peers and storage.
@@ -336,11 +452,19 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		PeerID: n.host.ID().String(), Addrs: FormatAddrs([]peer.AddrInfo{n.selfInfo()}),
 		LocalServers: len(n.locals), Started: n.started, Connected: []string{},
 	}
-	members := n.book.list()
-	st.Members = len(members)
-	for _, ai := range members {
-		if n.host.Network().Connectedness(ai.ID) == network.Connected {
-			st.Connected = append(st.Connected, ai.ID.String())
+	list, isAdmin := n.members.current()
+	st.Admin = isAdmin
+	if list != nil {
+		st.ListSerial = list.Serial
+		st.AdminID = list.Admin.String()
+	}
+	for _, id := range list.IDs() {
+		if id == n.host.ID() {
+			continue
+		}
+		st.Members++
+		if n.host.Network().Connectedness(id) == network.Connected {
+			st.Connected = append(st.Connected, id.String())
 		}
 	}
 	stores := []*servedStore{}
@@ -401,8 +525,10 @@ func (n *Node) Serve(ctx context.Context) error {
 		_ = n.host.Connect(ctx, peer.AddrInfo{ID: lp.host.ID(), Addrs: lp.host.Addrs()})
 	}
 	if n.cfg.ControlFile != "" {
-		if c, err := DialControl(ctx, n.cfg.ControlFile); err == nil {
-			return fmt.Errorf("node: another node is running for this home (pid %d, control file %s)", c.File.PID, n.cfg.ControlFile)
+		if n.cfg.LockFile == "" {
+			if c, err := DialControl(ctx, n.cfg.ControlFile); err == nil {
+				return fmt.Errorf("node: another node is running for this home (pid %d, control file %s)", c.File.PID, n.cfg.ControlFile)
+			}
 		}
 		cf, stop, err := n.startControl(ctx)
 		if err != nil {
@@ -415,13 +541,18 @@ func (n *Node) Serve(ctx context.Context) error {
 		}
 		defer os.Remove(n.cfg.ControlFile)
 	}
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		n.members.run(ctx, n.cfg.RefreshInterval)
 	}()
+	go func() {
+		defer wg.Done()
+		n.redeemPending(ctx)
+	}()
+	list, _ := n.members.current()
 	n.log.Info("Node ready", "addrs", FormatAddrs([]peer.AddrInfo{n.selfInfo()}),
-		"members", len(n.book.list()), "localServers", len(n.locals), "startup", time.Since(n.started).Round(time.Millisecond))
+		"members", len(list.IDs()), "localServers", len(n.locals), "startup", time.Since(n.started).Round(time.Millisecond))
 	n.readyOnce.Do(func() { close(n.ready) })
 	<-ctx.Done()
 	n.log.Info("Node stopping")
@@ -446,7 +577,7 @@ func (n *Node) allStores() []*servedStore {
 // to the book by the refresh loop.
 func (n *Node) startDHT(ctx context.Context) error {
 	d, err := dht.New(n.host, dht.Mode(dht.ModeServer), dht.ProtocolPrefix("/sphere"),
-		dht.BootstrapPeers(n.book.list()...))
+		dht.BootstrapPeers(n.members.known()...))
 	if err != nil {
 		return fmt.Errorf("node: dht: %w", err)
 	}
@@ -486,6 +617,9 @@ func (n *Node) close() {
 			if err := lp.store.Close(); err != nil {
 				n.log.Warn("Closing local store failed", "err", err)
 			}
+		}
+		if n.unlock != nil {
+			n.unlock()
 		}
 	})
 }

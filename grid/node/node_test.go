@@ -24,7 +24,7 @@ import (
 
 const loopback = "/ip4/127.0.0.1/tcp/0"
 
-func newKey(t *testing.T) crypto.PrivKey {
+func newKey(t testing.TB) crypto.PrivKey {
 	t.Helper()
 	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
 	if err != nil {
@@ -33,7 +33,7 @@ func newKey(t *testing.T) crypto.PrivKey {
 	return k
 }
 
-func newPSK(t *testing.T) []byte {
+func newPSK(t testing.TB) []byte {
 	t.Helper()
 	b := make([]byte, PSKSize)
 	if _, err := rand.Read(b); err != nil {
@@ -49,7 +49,7 @@ type running struct {
 	done chan error
 }
 
-func startNode(t *testing.T, cfg Config) *running {
+func startNode(t testing.TB, cfg Config) *running {
 	t.Helper()
 	if cfg.Identity == nil {
 		cfg.Identity = newKey(t)
@@ -92,6 +92,45 @@ func startNode(t *testing.T, cfg Config) *running {
 
 func selfInfo(n *Node) peer.AddrInfo { return n.selfInfo() }
 
+// startMember admits cfg's identity on admin's list and starts it as a
+// member of admin's grid, bootstrapped from the admin.
+func startMember(t testing.TB, admin *running, cfg Config) *running {
+	t.Helper()
+	if cfg.Identity == nil {
+		cfg.Identity = newKey(t)
+	}
+	id, err := peer.IDFromPrivateKey(cfg.Identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Admit(id); err != nil {
+		t.Fatal(err)
+	}
+	cfg.GridKey, cfg.Admin = admin.cfg.GridKey, admin.ID()
+	cfg.Bootstrap = append(cfg.Bootstrap, selfInfo(admin.Node))
+	return startNode(t, cfg)
+}
+
+// waitList waits until n holds a member list of at least serial.
+func waitList(t testing.TB, n *Node, serial uint64) {
+	t.Helper()
+	for range 300 {
+		if l, _ := n.members.current(); l != nil && l.Serial >= serial {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("node %s never got member list %d", shortID(n.ID()), serial)
+}
+
+func serialOf(n *Node) uint64 {
+	l, _ := n.members.current()
+	if l == nil {
+		return 0
+	}
+	return l.Serial
+}
+
 // waitFor polls cond every 50 ms for up to 15 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -115,8 +154,8 @@ func peerIDs(infos []peer.AddrInfo) []peer.ID {
 func TestMembersLearnEachOther(t *testing.T) {
 	psk := newPSK(t)
 	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir()})
-	b := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), Bootstrap: []peer.AddrInfo{selfInfo(a.Node)}})
-	c := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), Bootstrap: []peer.AddrInfo{selfInfo(a.Node)}})
+	b := startMember(t, a, Config{StorageDir: t.TempDir()})
+	c := startMember(t, a, Config{StorageDir: t.TempDir()})
 	all := []peer.ID{a.ID(), b.ID(), c.ID()}
 	for _, n := range []*running{a, b, c} {
 		waitFor(t, "every node to reach every other", func() bool {
@@ -141,7 +180,7 @@ func TestNodeWithoutGridKeyCannotConnect(t *testing.T) {
 		t.Fatal("a node with another grid key connected")
 	}
 	// Nor can it store: a storage client on a host with the wrong key fails.
-	h, err := NewClientHost(newPSK(t))
+	h, err := NewClientHost(nil, newPSK(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +208,11 @@ func TestNodeWithoutGridKeyCannotConnect(t *testing.T) {
 func TestStoreThroughClientHost(t *testing.T) {
 	psk := newPSK(t)
 	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir()})
-	h, err := NewClientHost(psk)
+	ck, err := ClientKey(a.cfg.Identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewClientHost(ck, psk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,10 +251,9 @@ func TestRestartKeepsIdentityAndPeers(t *testing.T) {
 	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir()})
 	dir := t.TempDir()
 	key := newKey(t)
-	cfg := Config{Identity: key, GridKey: psk, StorageDir: filepath.Join(dir, "storage"), PeersFile: filepath.Join(dir, "peers.json")}
-	cfg1 := cfg
-	cfg1.Bootstrap = []peer.AddrInfo{selfInfo(a.Node)}
-	b := startNode(t, cfg1)
+	cfg := Config{Identity: key, GridKey: psk, StorageDir: filepath.Join(dir, "storage"), PeersFile: filepath.Join(dir, "peers.json"),
+		MembersFile: filepath.Join(dir, "members"), Admin: a.ID()}
+	b := startMember(t, a, cfg)
 	firstID := b.ID()
 	waitFor(t, "b to know a", func() bool { return slices.Contains(peerIDs(b.StoragePeers()), a.ID()) })
 	b.stop()
@@ -229,7 +271,9 @@ func TestControlAPI(t *testing.T) {
 	dir := t.TempDir()
 	cf := filepath.Join(dir, "node.json")
 	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir()})
-	b := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), ControlFile: cf, Quota: 1 << 20})
+	bKey := newKey(t)
+	b := startNode(t, Config{Identity: bKey, GridKey: psk, Admin: a.ID(), StorageDir: t.TempDir(), ControlFile: cf,
+		LockFile: filepath.Join(dir, LockFileName), Quota: 1 << 20})
 	ctx := context.Background()
 	fi, err := os.Stat(cf)
 	if err != nil {
@@ -249,8 +293,13 @@ func TestControlAPI(t *testing.T) {
 	if st.PeerID != b.ID().String() || st.Quota != 1<<20 || len(st.Addrs) == 0 {
 		t.Fatalf("status %+v", st)
 	}
-	// Without the token: refused.
-	resp, err := http.Get("http://" + c.File.Addr + "/v1/status")
+	// The socket's directory is private; without the token: refused.
+	if fi, err := os.Stat(filepath.Dir(c.File.Socket)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("control socket directory: %v, %v", fi.Mode(), err)
+	}
+	nc := newControl(c.File)
+	req, _ := http.NewRequest(http.MethodGet, controlURL+"/v1/status", nil)
+	resp, err := nc.hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,8 +308,11 @@ func TestControlAPI(t *testing.T) {
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("no token: HTTP %d, want 401", resp.StatusCode)
 	}
-	// Join a's grid through the API.
-	inv := Invite{PSK: psk, Peers: []peer.AddrInfo{selfInfo(a.Node)}}
+	// Join a's grid through the API, with an invite a issued.
+	inv, err := a.Invite(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	jr, err := c.Join(ctx, inv.String())
 	if err != nil || jr.Connected != 1 {
 		t.Fatalf("join: %+v, %v", jr, err)
@@ -280,20 +332,20 @@ func TestControlAPI(t *testing.T) {
 	if _, err := c.Join(ctx, Invite{PSK: newPSK(t), Peers: inv.Peers}.String()); err == nil {
 		t.Fatal("join of another grid's invite succeeded")
 	}
-	// A second node for the same home refuses to start.
-	n2, err := New(Config{Identity: newKey(t), GridKey: psk, Listen: []string{loopback}, ControlFile: cf})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n2.Serve(ctx); err == nil {
-		t.Fatal("second node on the same control file started")
+	// A second node for the same home refuses to start, before it listens.
+	if n2, err := New(Config{Identity: newKey(t), GridKey: psk, Listen: []string{loopback}, ControlFile: cf,
+		LockFile: filepath.Join(dir, LockFileName)}); !errors.Is(err, ErrHomeLocked) {
+		if n2 != nil {
+			n2.Close()
+		}
+		t.Fatalf("second node on the same home: %v, want ErrHomeLocked", err)
 	}
 	// Clean exit removes the file; a stale file is detected.
 	b.stop()
 	if _, err := os.Stat(cf); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("control file left after exit: %v", err)
 	}
-	if err := os.WriteFile(cf, []byte(`{"version":1,"addr":"127.0.0.1:1","token":"x"}`), 0o600); err != nil {
+	if err := os.WriteFile(cf, []byte(`{"version":2,"socket":"/nonexistent/sock","token":"x"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := DialControl(ctx, cf); !errors.Is(err, ErrNotRunning) {
@@ -323,7 +375,7 @@ func TestLocalServers(t *testing.T) {
 func TestDHTNodesReachEachOther(t *testing.T) {
 	psk := newPSK(t)
 	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), DHT: true})
-	b := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), DHT: true, Bootstrap: []peer.AddrInfo{selfInfo(a.Node)}})
+	b := startMember(t, a, Config{StorageDir: t.TempDir(), DHT: true})
 	waitFor(t, "a to see b", func() bool { return slices.Contains(peerIDs(a.StoragePeers()), b.ID()) })
 	waitFor(t, "a's DHT routing table to hold b", func() bool {
 		return a.dht != nil && slices.Contains(a.dht.RoutingTable().ListPeers(), b.ID())
@@ -355,7 +407,12 @@ func TestControlFileOfAnotherProgram(t *testing.T) {
 func TestMemberExchangeRejectsOversizedMessage(t *testing.T) {
 	psk := newPSK(t)
 	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir()})
-	h, err := NewClientHost(psk)
+	hk := newKey(t)
+	hid, _ := peer.IDFromPrivateKey(hk)
+	if _, err := a.Admit(hid); err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewClientHost(hk, psk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -377,8 +434,8 @@ func TestMemberExchangeRejectsOversizedMessage(t *testing.T) {
 	if _, err := readMsg(s, maxMemberMsg); err == nil {
 		t.Fatal("node answered an oversized member list")
 	}
-	if a.book.isMember(h.ID()) {
-		t.Fatal("sender of a bad list became a member")
+	if len(a.members.known()) != 0 {
+		t.Fatal("sender of a bad list got an address record")
 	}
 	// The node still works.
 	if _, err := a.Status(ctx); err != nil {

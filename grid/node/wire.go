@@ -16,32 +16,48 @@ import (
 
 const (
 	// InviteVersion is the version byte of invite codes this code writes.
-	InviteVersion = 1
+	// Version 1 (the raw grid key, forever) is refused.
+	InviteVersion = 2
 	// InvitePrefix starts every invite code.
 	InvitePrefix = "sphere:invite:"
 	// PSKSize is the size of a grid key.
 	PSKSize = 32
+	// TokenSize is the size of an invite's one-time token.
+	TokenSize = 16
 
 	// Bounds on a peer list, so a hostile message cannot make us allocate
 	// or dial without limit.
-	maxListPeers = 256
+	maxListPeers = maxMembers
 	maxPeerAddrs = 8
 	maxIDLen     = 64
 	maxAddrLen   = 255
+	// maxInvitePeers bounds the peers an invite names.
+	maxInvitePeers = 16
 	// maxInviteLen bounds an invite code string before decoding it.
 	maxInviteLen = 4096
 )
 
 var b32 = base32.StdEncoding.WithPadding(base32.NoPadding)
 
-// Invite is what `sphere invite` hands to a friend: the grid key and where
-// to find members of the grid.
+// Invite is what `sphere invite` hands to one friend: the grid key, a
+// one-time token the admin node redeems once before Expires, and where to
+// find the admin (first peer) and a few members.
 type Invite struct {
-	PSK   []byte
-	Peers []peer.AddrInfo
+	PSK     []byte
+	Token   [TokenSize]byte
+	Expires int64 // unix seconds; the admin node's record is what counts
+	Peers   []peer.AddrInfo
 }
 
-// String encodes inv as InvitePrefix || base32(InviteVersion || psk || peerList).
+// Admin is the peer that issued the invite and redeems its token.
+func (inv Invite) Admin() peer.AddrInfo {
+	if len(inv.Peers) == 0 {
+		return peer.AddrInfo{}
+	}
+	return inv.Peers[0]
+}
+
+// String encodes inv as InvitePrefix || base32(binary).
 func (inv Invite) String() string {
 	b, err := inv.MarshalBinary()
 	if err != nil {
@@ -50,13 +66,16 @@ func (inv Invite) String() string {
 	return InvitePrefix + strings.ToLower(b32.EncodeToString(b))
 }
 
-// MarshalBinary encodes the invite without the text prefix.
+// MarshalBinary encodes the invite without the text prefix:
+// version(1) || gridKey(32) || token(16) || expires(8) || peerList.
 func (inv Invite) MarshalBinary() ([]byte, error) {
 	if len(inv.PSK) != PSKSize {
 		return nil, fmt.Errorf("invite: grid key size: want=%d have=%d", PSKSize, len(inv.PSK))
 	}
 	out := append([]byte{InviteVersion}, inv.PSK...)
-	return appendPeerList(out, inv.Peers, 16)
+	out = append(out, inv.Token[:]...)
+	out = binary.BigEndian.AppendUint64(out, uint64(inv.Expires))
+	return appendPeerList(out, inv.Peers, maxInvitePeers)
 }
 
 // ParseInvite decodes an invite code as printed by Invite.String.
@@ -81,14 +100,20 @@ func UnmarshalInvite(b []byte) (Invite, error) {
 	if len(b) < 1 {
 		return Invite{}, errors.New("invite: empty")
 	}
+	if b[0] == 1 {
+		return Invite{}, errors.New("invite: an old (version 1) code, which invites no longer use: ask for a new one")
+	}
 	if b[0] != InviteVersion {
 		return Invite{}, fmt.Errorf("invite: version: want=%d have=%d", InviteVersion, b[0])
 	}
-	if len(b) < 1+PSKSize {
-		return Invite{}, fmt.Errorf("invite: truncated grid key: %d bytes", len(b)-1)
+	const fixed = 1 + PSKSize + TokenSize + 8
+	if len(b) < fixed {
+		return Invite{}, fmt.Errorf("invite: truncated: %d bytes", len(b))
 	}
 	inv := Invite{PSK: append([]byte(nil), b[1:1+PSKSize]...)}
-	peers, rest, err := readPeerList(b[1+PSKSize:], 16)
+	copy(inv.Token[:], b[1+PSKSize:])
+	inv.Expires = int64(binary.BigEndian.Uint64(b[1+PSKSize+TokenSize:]))
+	peers, rest, err := readPeerList(b[fixed:], maxInvitePeers)
 	if err != nil {
 		return Invite{}, fmt.Errorf("invite: %w", err)
 	}
@@ -182,30 +207,4 @@ func readPeerList(b []byte, max int) ([]peer.AddrInfo, []byte, error) {
 		peers = append(peers, ai)
 	}
 	return peers, b, nil
-}
-
-// memberListVersion is the version byte of a /sphere/peers message.
-const memberListVersion = 1
-
-// marshalMembers encodes a /sphere/peers message: version(1) || peerList.
-func marshalMembers(peers []peer.AddrInfo) ([]byte, error) {
-	return appendPeerList([]byte{memberListVersion}, peers, maxListPeers)
-}
-
-// unmarshalMembers decodes a /sphere/peers message.
-func unmarshalMembers(b []byte) ([]peer.AddrInfo, error) {
-	if len(b) < 1 {
-		return nil, errors.New("member list: empty")
-	}
-	if b[0] != memberListVersion {
-		return nil, fmt.Errorf("member list: version: want=%d have=%d", memberListVersion, b[0])
-	}
-	peers, rest, err := readPeerList(b[1:], maxListPeers)
-	if err != nil {
-		return nil, fmt.Errorf("member list: %w", err)
-	}
-	if len(rest) != 0 {
-		return nil, fmt.Errorf("member list: %d trailing bytes", len(rest))
-	}
-	return peers, nil
 }

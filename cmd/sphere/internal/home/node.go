@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sphere-grid/sphere/grid"
 )
@@ -88,8 +89,34 @@ func (h *Home) GridKey() ([]byte, error) {
 // ControlFile is node.json: the running node's control address and token.
 func (h *Home) ControlFile() string { return h.Path("node.json") }
 
-// PeersFile is peers.json: grid members the node has met.
+// PeersFile is peers.json: the members' signed address records.
 func (h *Home) PeersFile() string { return h.Path("peers.json") }
+
+// MembersFile is the grid's signed member list the node holds.
+func (h *Home) MembersFile() string { return h.Path("members") }
+
+// InvitesFile is invites.json: the invites this home issued as admin
+// (hashes of their tokens).
+func (h *Home) InvitesFile() string { return h.Path("invites.json") }
+
+// LockFile is held by the running node (one node per home).
+func (h *Home) LockFile() string { return h.Path("node.lock") }
+
+// JoinFile holds an invite the node redeems when it starts.
+func (h *Home) JoinFile() string { return h.Path("join.pending") }
+
+// AdminID returns the grid admin's peer id from config ("" : this home's
+// own node is the admin of its own grid).
+func (h *Home) AdminID() (peer.ID, error) {
+	if h.Config.Node.Admin == "" {
+		return "", nil
+	}
+	id, err := peer.Decode(h.Config.Node.Admin)
+	if err != nil {
+		return "", fmt.Errorf("config node.admin: %w", err)
+	}
+	return id, nil
+}
 
 // StorageDir is where the node stores shares for the grid.
 func (h *Home) StorageDir() string { return h.Path("storage") }

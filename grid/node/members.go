@@ -177,10 +177,12 @@ func (m *membership) load() error {
 			if err != nil {
 				return fmt.Errorf("member list %s: %w", m.membersFile, err)
 			}
-			if l.Grid != m.grid {
-				return fmt.Errorf("member list %s is for another grid (joined a new one? remove the file)", m.membersFile)
+			if l.Grid == m.grid {
+				m.list, m.raw, m.admin = l, raw, l.Admin
+			} else {
+				// Left over from a grid this home no longer is on.
+				m.log.Warn("Ignoring the member list of another grid", "path", m.membersFile)
 			}
-			m.list, m.raw, m.admin = l, raw, l.Admin
 		}
 	}
 	if m.peersFile == "" {

@@ -39,8 +39,6 @@ const (
 	dialTimeout     = 5 * time.Second
 	// maxDialsPerRound bounds the members dialled (or pushed to) at once.
 	maxDialsPerRound = 16
-	// redialAfter is how long a failed member waits before we dial it again.
-	redialAfter = 30 * time.Second
 	// maxRecordLen bounds one signed peer record (8 addresses fit well).
 	maxRecordLen = 4096
 	// exchangeVersion is the version byte of a /sphere/peers message.
@@ -51,7 +49,9 @@ const (
 // dials spread over at least evictAfter, a member's record is dropped (the
 // member stays on the list; it republishes its record when it connects).
 var (
-	evictFails = 5
+	// redialAfter is how long a failed member waits before we dial it again.
+	redialAfter = 30 * time.Second
+	evictFails  = 5
 	evictAfter = 10 * time.Minute
 )
 

@@ -275,6 +275,13 @@ func New(cfg Config) (*Node, error) {
 // dropRemoved closes connections with peers the member list removed (the
 // gater refuses new ones).
 func (n *Node) dropRemoved(ids []peer.ID) {
+	// Streams are refused from now on (membership is checked per
+	// stream); connections close a moment later so an answer in flight
+	// (the admin's reply to a rotation) still gets out.
+	time.AfterFunc(500*time.Millisecond, func() { n.closePeers(ids) })
+}
+
+func (n *Node) closePeers(ids []peer.ID) {
 	for _, id := range ids {
 		if n.host.Network().Connectedness(id) == network.Connected {
 			n.log.Info("Disconnecting a removed member", "peer", id.String())

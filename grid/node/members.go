@@ -144,7 +144,10 @@ func newMembership(h host.Host, key crypto.PrivKey, gridKey []byte, admin peer.I
 	if err := m.load(); err != nil {
 		return nil, err
 	}
-	if m.list == nil && m.admin == h.ID() {
+	// A founder starts list 1. A founder with contacts but no list is a
+	// recovered admin: it learns its newest list from the members
+	// (signed by its own key) instead of restarting at serial 1.
+	if m.list == nil && m.admin == h.ID() && len(m.boot) == 0 {
 		l, err := NewMemberList(gridKey, key, now().Unix())
 		if err != nil {
 			return nil, err

@@ -435,3 +435,47 @@ func TestAdminHandover(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoveredIdentityKeepsItsRights: a home lost and recovered (same
+// identity and grid key, contacts, nothing else) is the same member, and
+// a recovered founder is still the admin and continues the list.
+func TestRecoveredIdentityKeepsItsRights(t *testing.T) {
+	psk := newPSK(t)
+	adminKey := newKey(t)
+	admin := startNode(t, Config{Identity: adminKey, GridKey: psk, StorageDir: t.TempDir()})
+	bKey := newKey(t)
+	b := startMember(t, admin, Config{Identity: bKey, StorageDir: t.TempDir()})
+	c := startMember(t, admin, Config{StorageDir: t.TempDir()})
+	serial := serialOf(admin.Node)
+	waitList(t, b.Node, serial)
+	waitList(t, c.Node, serial)
+	// b loses its home: recovered from identity, grid key and a contact.
+	b.stop()
+	b2 := startNode(t, Config{Identity: bKey, GridKey: psk, Admin: admin.ID(), StorageDir: t.TempDir(),
+		Bootstrap: []peer.AddrInfo{selfInfo(c.Node)}})
+	waitList(t, b2.Node, serial)
+	waitFor(t, "the recovered member to be served", func() bool { return slices.Contains(peerIDs(c.StoragePeers()), b2.ID()) })
+	// The founder loses its home.
+	admin.stop()
+	a2 := startNode(t, Config{Identity: adminKey, GridKey: psk, StorageDir: t.TempDir(),
+		Bootstrap: []peer.AddrInfo{selfInfo(c.Node)}})
+	waitList(t, a2.Node, serial)
+	if _, isAdmin := a2.members.current(); !isAdmin {
+		t.Fatal("recovered founder is not the admin")
+	}
+	l, err := a2.Admit(idOf(t, newKey(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Serial != serial+1 || len(l.Members) != 4 {
+		t.Fatalf("recovered admin's list: serial %d (want %d), %d members", l.Serial, serial+1, len(l.Members))
+	}
+	waitList(t, c.Node, serial+1)
+	inv, err := a2.Invite(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Redeem(context.Background(), hostFor(t, newKey(t), psk), inv); err != nil {
+		t.Fatalf("invite of the recovered admin: %v", err)
+	}
+}

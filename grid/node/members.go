@@ -52,7 +52,7 @@ var (
 	// redialAfter is how long a failed member waits before we dial it again.
 	redialAfter = 30 * time.Second
 	evictFails  = 5
-	evictAfter = 10 * time.Minute
+	evictAfter  = 10 * time.Minute
 )
 
 // entry is what the book knows about one member: its own signed record.

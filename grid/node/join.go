@@ -313,37 +313,25 @@ func (n *Node) serveJoin(from peer.ID, req []byte) (*MemberList, error) {
 	if _, isAdmin := n.members.current(); !isAdmin || n.invites == nil {
 		return nil, ErrNotAdmin
 	}
-	r := &reader{b: req}
-	if v := r.u8("version"); r.err == nil && v != joinVersion {
-		return nil, fmt.Errorf("join request version %d", v)
+	jr, err := parseJoinRequest(req)
+	if err != nil {
+		return nil, err
 	}
-	kind := r.u8("kind")
-	switch {
-	case r.err != nil:
-		return nil, fmt.Errorf("join request: %w", r.err)
-	case kind == joinRedeem:
-		var t [TokenSize]byte
-		copy(t[:], r.take(TokenSize, "token"))
-		if r.err != nil || len(r.b) != 0 {
-			return nil, errors.New("join request: bad redeem body")
-		}
+	switch jr.kind {
+	case joinRedeem:
 		now := n.cfg.Now().Unix()
-		if err := n.invites.redeem(t, from, now); err != nil {
+		if err := n.invites.redeem(jr.token, from, now); err != nil {
 			return nil, err
 		}
 		l, err := n.Admit(from)
 		if err != nil {
-			n.invites.undo(t)
+			n.invites.undo(jr.token)
 			return nil, err
 		}
 		n.log.Info("Admitted a member by invite", "member", from.String())
 		return l, nil
-	case kind == joinRotate:
-		newID := r.id("new id")
-		sig := r.take(r.u8("signature length"), "signature")
-		if r.err != nil || len(r.b) != 0 {
-			return nil, errors.New("join request: bad rotate body")
-		}
+	default: // joinRotate
+		newID, sig := jr.newID, jr.sig
 		cur, _ := n.members.current()
 		if !cur.Has(from) {
 			return nil, errors.New("rotate: not a member")
@@ -361,9 +349,46 @@ func (n *Node) serveJoin(from peer.ID, req []byte) (*MemberList, error) {
 		}
 		n.log.Info("Rotated a member's identity", "old", from.String(), "new", newID.String())
 		return l, nil
-	default:
-		return nil, fmt.Errorf("join request kind %d", kind)
 	}
+}
+
+// joinRequest is a decoded JoinProtocol request.
+type joinRequest struct {
+	kind  int
+	token [TokenSize]byte
+	newID peer.ID
+	sig   []byte
+}
+
+// parseJoinRequest decodes a request (signatures are checked by the caller).
+func parseJoinRequest(req []byte) (joinRequest, error) {
+	var jr joinRequest
+	if len(req) > maxJoinReq {
+		return jr, fmt.Errorf("join request of %d bytes", len(req))
+	}
+	r := &reader{b: req}
+	if v := r.u8("version"); r.err == nil && v != joinVersion {
+		return jr, fmt.Errorf("join request version %d", v)
+	}
+	jr.kind = r.u8("kind")
+	switch {
+	case r.err != nil:
+		return jr, fmt.Errorf("join request: %w", r.err)
+	case jr.kind == joinRedeem:
+		copy(jr.token[:], r.take(TokenSize, "token"))
+	case jr.kind == joinRotate:
+		jr.newID = r.id("new id")
+		jr.sig = r.take(r.u8("signature length"), "signature")
+	default:
+		return jr, fmt.Errorf("join request kind %d", jr.kind)
+	}
+	if r.err != nil {
+		return jr, fmt.Errorf("join request: %w", r.err)
+	}
+	if len(r.b) != 0 {
+		return jr, fmt.Errorf("join request: %d trailing bytes", len(r.b))
+	}
+	return jr, nil
 }
 
 func rotateMessage(grid [32]byte, oldID, newID peer.ID) []byte {

@@ -202,3 +202,77 @@ func TestDelegation(t *testing.T) {
 	}
 	_ = peer.ID("")
 }
+
+func FuzzParseJoinRequest(f *testing.F) {
+	f.Add(append([]byte{joinVersion, joinRedeem}, make([]byte, TokenSize)...))
+	id := idOf(f, fixedKey(f, 4))
+	rot := append([]byte{joinVersion, joinRotate, byte(len(id))}, id...)
+	f.Add(append(append(rot, 64), make([]byte, 64)...))
+	f.Add([]byte{joinVersion, 9})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		jr, err := parseJoinRequest(b)
+		if err != nil {
+			return
+		}
+		if jr.kind != joinRedeem && jr.kind != joinRotate {
+			t.Fatalf("kind %d accepted", jr.kind)
+		}
+		if jr.kind == joinRotate && jr.newID == "" {
+			t.Fatal("rotation without a new id")
+		}
+	})
+}
+
+// BenchmarkUnmarshalMemberList verifies a full list (1,024 members), as a
+// node does for each newer list it is sent.
+func BenchmarkUnmarshalMemberList(b *testing.B) {
+	psk := bytes.Repeat([]byte{7}, PSKSize)
+	admin := fixedKey(b, 1)
+	l, _ := NewMemberList(psk, admin, 1)
+	var ids []peer.ID
+	for i := range maxMembers - 1 {
+		seed := make([]byte, 32)
+		seed[0], seed[1] = byte(i), byte(i>>8)
+		k, _, _ := crypto.GenerateEd25519Key(bytes.NewReader(seed))
+		ids = append(ids, idOf(b, k))
+	}
+	next, err := l.Next(l.Admit(2, ids...), admin, 3)
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw, err := next.MarshalBinary()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		got, err := UnmarshalMemberList(raw)
+		if err != nil || len(got.Members) != maxMembers {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAllowed is the membership check every served stream pays.
+func BenchmarkAllowed(b *testing.B) {
+	psk := bytes.Repeat([]byte{7}, PSKSize)
+	admin := fixedKey(b, 1)
+	l, _ := NewMemberList(psk, admin, 1)
+	var ids []peer.ID
+	for i := range maxMembers - 1 {
+		seed := make([]byte, 32)
+		seed[0], seed[1] = byte(i), byte(i>>8)
+		k, _, _ := crypto.GenerateEd25519Key(bytes.NewReader(seed))
+		ids = append(ids, idOf(b, k))
+	}
+	next, _ := l.Next(l.Admit(2, ids...), admin, 3)
+	m := &membership{list: next, local: map[peer.ID]bool{}, clients: map[peer.ID]peer.ID{}}
+	probe := ids[len(ids)/2]
+	b.SetBytes(1)
+	for b.Loop() {
+		if !m.allowed(probe) {
+			b.Fatal("member refused")
+		}
+	}
+}

@@ -103,6 +103,8 @@ type membership struct {
 
 	sem  chan struct{}
 	kick chan struct{}
+	// inSem bounds exchanges served at once (each may hold 1 MiB).
+	inSem chan struct{}
 	// extra, when set, yields peers found another way (the DHT).
 	extra func() []peer.AddrInfo
 }
@@ -119,7 +121,7 @@ func newMembership(h host.Host, key crypto.PrivKey, gridKey []byte, admin peer.I
 		local: map[peer.ID]bool{h.ID(): true}, membersFile: membersFile, peersFile: peersPath,
 		book: map[peer.ID]*entry{}, told: map[peer.ID]uint64{}, bootFail: map[peer.ID]time.Time{},
 		clients: map[peer.ID]peer.ID{}, delegs: map[peer.ID][]byte{},
-		sem: make(chan struct{}, maxDialsPerRound), kick: make(chan struct{}, 1),
+		sem: make(chan struct{}, maxDialsPerRound), kick: make(chan struct{}, 1), inSem: make(chan struct{}, maxDialsPerRound),
 	}
 	if m.admin == "" {
 		m.admin = h.ID()
@@ -550,6 +552,13 @@ func peekSerial(raw []byte) (uint64, error) {
 func (m *membership) handle(s network.Stream) {
 	defer s.Close()
 	from := s.Conn().RemotePeer()
+	select {
+	case m.inSem <- struct{}{}:
+		defer func() { <-m.inSem }()
+	default:
+		_ = s.Reset() // busy: the dialer retries on its next round
+		return
+	}
 	_ = s.SetDeadline(time.Now().Add(exchangeTimeout))
 	raw, err := readMsg(s, maxMemberMsg)
 	if err != nil {

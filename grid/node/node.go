@@ -583,7 +583,8 @@ func (n *Node) allStores() []*servedStore {
 // mode, bootstrapped only from known members; members it finds are added
 // to the book by the refresh loop.
 func (n *Node) startDHT(ctx context.Context) error {
-	d, err := dht.New(n.host, dht.Mode(dht.ModeServer), dht.ProtocolPrefix("/sphere"),
+	// The DHT serves members only, like every other protocol but join.
+	d, err := dht.New(gatedHost{Host: n.host, allow: n.members.allowed}, dht.Mode(dht.ModeServer), dht.ProtocolPrefix("/sphere"),
 		dht.BootstrapPeers(n.members.known()...))
 	if err != nil {
 		return fmt.Errorf("node: dht: %w", err)

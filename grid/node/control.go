@@ -219,6 +219,10 @@ func replyErr(w http.ResponseWriter, code int, err error) {
 	_ = json.NewEncoder(w).Encode(apiError{Error: err.Error()})
 }
 
+// maxSocketPath is the longest unix socket path Linux takes (sun_path
+// is 108 bytes with the terminating NUL; macOS allows 104).
+const maxSocketPath = 103
+
 // socketPath is where the control socket lives.
 func (n *Node) socketPath() string {
 	if n.cfg.ControlSocket != "" {
@@ -235,6 +239,9 @@ func (n *Node) startControl(ctx context.Context) (ControlFile, func(), error) {
 		return ControlFile{}, nil, err
 	}
 	sock := n.socketPath()
+	if len(sock) > maxSocketPath {
+		return ControlFile{}, nil, fmt.Errorf("control API: socket path %s is %d bytes, the system allows %d: use a shorter home path", sock, len(sock), maxSocketPath)
+	}
 	dir := filepath.Dir(sock)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return ControlFile{}, nil, fmt.Errorf("control API: %w", err)

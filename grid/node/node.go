@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -395,7 +396,8 @@ func (n *Node) Join(ctx context.Context, inv Invite) (int, error) {
 	}
 	n.members.mu.Lock()
 	for _, ai := range inv.Peers {
-		if ai.ID != n.host.ID() {
+		known := slices.ContainsFunc(n.members.boot, func(b peer.AddrInfo) bool { return b.ID == ai.ID })
+		if ai.ID != n.host.ID() && !known && len(n.members.boot) < maxInvitePeers*4 {
 			n.members.boot = append(n.members.boot, peer.AddrInfo{ID: ai.ID, Addrs: capAddrs(ai.Addrs)})
 		}
 	}
@@ -412,7 +414,8 @@ func (n *Node) Join(ctx context.Context, inv Invite) (int, error) {
 		connected++
 	}
 	if connected == 0 {
-		return 0, errors.New("join: admitted, but no peer of the invite answered (will retry)")
+		// Admitted all the same: the refresh loop keeps dialling.
+		n.log.Warn("Admitted, but no peer of the invite answered yet (will retry)")
 	}
 	return connected, nil
 }

@@ -526,3 +526,14 @@ func (n *Node) RotateIdentity(ctx context.Context, newKey crypto.PrivKey) (*Memb
 	}
 	return l, raw, nil
 }
+
+// MemberList returns the signed member list this node holds (nil before
+// it joined); callers must not modify it.
+func (n *Node) MemberList() *MemberList {
+	l, _ := n.members.current()
+	return l
+}
+
+// IsMember reports whether id is served by this node: a listed member,
+// a member's delegated client, this node or one of its local servers.
+func (n *Node) IsMember(id peer.ID) bool { return n.members.allowed(id) }

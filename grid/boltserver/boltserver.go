@@ -105,11 +105,11 @@ type Server struct {
 	term   time.Duration
 	grace  time.Duration
 	failed atomic.Pointer[grid.FailedError]
-	every time.Duration
-	log   *slog.Logger
-	db    *bolt.DB
-	fds   *fdCache
-	seed  maphash.Seed
+	every  time.Duration
+	log    *slog.Logger
+	db     *bolt.DB
+	fds    *fdCache
+	seed   maphash.Seed
 	// inlineMax is Options.InlineMax resolved: -1 means no inline shares.
 	inlineMax int64
 	gc        groupCommit

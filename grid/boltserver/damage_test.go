@@ -74,7 +74,7 @@ type serverAt struct {
 }
 
 func (s serverAt) srv() *boltserver.Server { return s.g.stores[s.i] }
-func (s serverAt) ID() grid.ServerID        { return grid.ServerID(fmt.Sprint("store-", s.i)) }
+func (s serverAt) ID() grid.ServerID       { return grid.ServerID(fmt.Sprint("store-", s.i)) }
 func (s serverAt) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int, size int64, r io.Reader, l grid.Lease) error {
 	return s.srv().WriteShare(ctx, si, shnum, size, r, l)
 }

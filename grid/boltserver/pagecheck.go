@@ -58,9 +58,9 @@ type pageChecker struct {
 }
 
 type boltMeta struct {
-	pageSize, flags  uint32
-	root, freelist   uint64
-	hwm, txid        uint64
+	pageSize, flags uint32
+	root, freelist  uint64
+	hwm, txid       uint64
 }
 
 func parseMeta(b []byte) (boltMeta, error) {

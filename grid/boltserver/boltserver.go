@@ -194,6 +194,12 @@ func Open(dir string, opts Options) (s *Server, err error) {
 		}
 	}
 	s.log = s.log.With("store", dir)
+	// Check the pages before bbolt maps them: bbolt panics on some damage
+	// while opening, after taking its lock, and then the lock is lost with
+	// the half-open DB.
+	if err := precheck(filepath.Join(dir, dbName), timeout); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
 	db, err := openDB(filepath.Join(dir, dbName), &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: %w (lock not released within %v)", dir, ErrInUse, timeout)
@@ -209,9 +215,6 @@ func Open(dir string, opts Options) (s *Server, err error) {
 			s = nil
 		}
 	}()
-	if err := checkPages(db.Path()); err != nil {
-		return nil, fmt.Errorf("open store %s: %w", dir, damaged(dir, err))
-	}
 	for _, step := range []func() error{s.init, s.repair} {
 		if err := s.guarded(step); err != nil {
 			if errors.Is(err, grid.ErrCorrupt) {
@@ -221,6 +224,42 @@ func Open(dir string, opts Options) (s *Server, err error) {
 		}
 	}
 	return s, nil
+}
+
+// precheck runs checkPages on an existing bbolt file at path while holding
+// its lock (waiting up to timeout for another process to let go), so the
+// check sees no write in progress. A missing file is fine (Open creates
+// it).
+func precheck(path string, timeout time.Duration) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close() // releases the lock
+	deadline := time.Now().Add(timeout)
+	for { // bounded by timeout
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w (lock not released within %v)", ErrInUse, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st, err := f.Stat(); err == nil && st.Size() == 0 {
+		return nil // bbolt initializes an empty file
+	}
+	if err := checkPages(path); err != nil {
+		return damaged(filepath.Dir(path), err)
+	}
+	return nil
 }
 
 // guarded runs fn with panics and faults contained: a panic becomes a

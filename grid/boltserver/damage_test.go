@@ -102,10 +102,10 @@ func (g *damageGrid) open(i int) {
 	id := grid.ServerID(fmt.Sprint("store-", i))
 	s, err := boltserver.Open(dir, boltserver.Options{ID: id, Logger: quiet})
 	switch {
-	case errors.Is(err, grid.ErrFailed):
-		s = boltserver.NewFailed(dir, id, err)
-	case err != nil:
+	case errors.Is(err, boltserver.ErrInUse):
 		g.t.Fatalf("open store %d: %v", i, err)
+	case err != nil: // damage, or a damaged id or version: contained
+		s = boltserver.NewFailed(dir, id, err)
 	}
 	g.stores[i] = s
 }
@@ -218,6 +218,24 @@ func TestDamageContained(t *testing.T) {
 					t.Fatalf("round %d: %d of %d files read with %d of 10 stores damaged", round, ok, len(g.files), len(tc.damaged))
 				}
 				t.Logf("round %d: %d of %d files read; failed stores %v", round, ok, len(g.files), g.failed())
+			}
+			// sphere store fsck --rebuild on every damaged store brings it
+			// back into service; the files still read.
+			for _, i := range tc.damaged {
+				g.stores[i].Close()
+				dir := filepath.Join(g.root, fmt.Sprint("s", i))
+				rep, err := boltserver.Fsck(t.Context(), dir, boltserver.FsckOptions{Rebuild: true, ID: grid.ServerID(fmt.Sprint("store-", i)), Logger: quiet})
+				if err != nil {
+					t.Errorf("fsck --rebuild of store %d: %v (%+v)", i, err, rep)
+				}
+				g.open(i)
+				if f := g.stores[i].Failure(); f != nil {
+					t.Errorf("store %d still failed after a rebuild: %v", i, f)
+				}
+			}
+			ok := g.getAll("after fsck --rebuild")
+			if tc.allRead && ok != len(g.files) {
+				t.Fatalf("after rebuilding: %d of %d files read", ok, len(g.files))
 			}
 			// Every store, damaged or not, answers a call without panicking,
 			// and a failed one says which store it is.

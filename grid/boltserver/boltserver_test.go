@@ -88,13 +88,13 @@ func TestFailed(t *testing.T) {
 // beyond what Stat says, that the disk the store takes stays within its
 // quota plus bbolt's fixed overhead.
 func TestLeaseFlood(t *testing.T) {
-	const quota = 2 << 20
+	const quota = 512 << 10 // about 120 storage indexes, 2,000 leases
 	dir := t.TempDir()
 	s := open(t, dir, boltserver.Options{Quota: quota})
 	sis := gridtest.TestLeaseFlood(t, s, quota)
 	disk := diskUse(t, dir)
 	t.Logf("%d storage indexes with up to %d leases each: %d bytes on disk for a quota of %d", len(sis), grid.MaxLeases, disk, quota)
-	const slack = 256 << 10 // bbolt's meta and freelist pages, and its file growing in steps
+	const slack = 128 << 10 // bbolt's meta and freelist pages, and its file growing in steps
 	if disk > quota+slack {
 		t.Fatalf("store takes %d bytes on disk, quota %d (+%d slack)", disk, quota, slack)
 	}

@@ -47,6 +47,17 @@ type Status struct {
 	// (-1: the store cannot tell).
 	ExpiringSoon int       `json:"expiringSoon"`
 	Started      time.Time `json:"started"`
+	// FailedStores are stores out of service because they found their
+	// storage damaged (they answer every call with the failure); their
+	// space is not in the totals. Repair: stop the node, then
+	// sphere store fsck --rebuild DIR.
+	FailedStores []FailedStore `json:"failedStores,omitempty"`
+}
+
+// FailedStore is one store out of service, and why.
+type FailedStore struct {
+	Dir   string `json:"dir"`
+	Error string `json:"error"`
 }
 
 // PeersReply is what GET /v1/peers answers: the grid's storage peers this

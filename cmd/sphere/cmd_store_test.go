@@ -40,7 +40,12 @@ func TestStoreFsckRebuild(t *testing.T) {
 		t.Fatalf("get with one store damaged: %d bytes, %v", len(got), err)
 	}
 
-	stdout, _, code := sph(t, "store", "fsck")
+	// check names the failed store (its share is missing there).
+	stdout, _, code := sph(t, "check", cp)
+	if code != exitUnhealthy || !strings.Contains(stdout, damaged) || !strings.Contains(stdout, "failed") {
+		t.Fatalf("check with a failed store: exit %d, want 4 and the store named\n%s", code, stdout)
+	}
+	stdout, _, code = sph(t, "store", "fsck")
 	if code != exitUnhealthy || !strings.Contains(stdout, damaged+": DAMAGED") || !strings.Contains(stdout, "--rebuild") {
 		t.Fatalf("store fsck with a damaged store: exit %d\n%s", code, stdout)
 	}

@@ -498,13 +498,13 @@ func (s *Server) repair() error {
 
 // Close closes the store. Calls in progress may fail.
 func (s *Server) Close() (err error) {
-	if s.failed.Load() != nil {
-		defer func() {
-			if r := recover(); r != nil {
-				err = nil // a failed store's file is damaged; it is closed all the same
-			}
-		}()
-	}
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = s.fail(&panicError{r}) // a damaged file: closed all the same
+		}
+	}()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

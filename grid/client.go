@@ -12,10 +12,10 @@ import (
 
 // ClientConfig configures a Client.
 type ClientConfig struct {
-	Servers       []Server
-	Params        caps.Params   // zero value: caps.DefaultParams()
-	Convergence   []byte        // per-user convergence secret (32 bytes)
-	LeaseSecret   [32]byte      // per-user secret all lease secrets derive from
+	Servers     []Server
+	Params      caps.Params // zero value: caps.DefaultParams()
+	Convergence []byte      // per-user convergence secret (32 bytes)
+	LeaseSecret [32]byte    // per-user secret all lease secrets derive from
 	// LeaseDuration is the lease expiry the client asks for (zero: 31
 	// days). Servers ignore it and date leases themselves
 	// (grid.DefaultLeaseTerm); it only fills Lease.Expires.

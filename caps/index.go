@@ -22,7 +22,11 @@ func (si StorageIndex) String() string { return b32.EncodeToString(si[:]) }
 // LogValue lets slog print a storage index compactly; it is not secret.
 func (si StorageIndex) LogValue() slog.Value { return slog.StringValue(si.String()[:10]) }
 
-// ParseStorageIndex parses the base32 form printed by String.
+// ParseStorageIndex parses the base32 form printed by String, and only that
+// form: a string that decodes to the same bytes but is spelled otherwise
+// (nonzero trailing bits, line breaks, which the base32 decoder skips) is
+// refused, so one storage index has exactly one name (a share directory, a
+// map key made of the string).
 func ParseStorageIndex(s string) (StorageIndex, error) {
 	var si StorageIndex
 	b, err := b32.DecodeString(s)
@@ -33,5 +37,8 @@ func ParseStorageIndex(s string) (StorageIndex, error) {
 		return si, fmt.Errorf("storage index: want %d bytes, have %d", len(si), len(b))
 	}
 	copy(si[:], b)
+	if si.String() != s {
+		return StorageIndex{}, fmt.Errorf("storage index: not in canonical form (want %s)", si.String())
+	}
 	return si, nil
 }

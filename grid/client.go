@@ -12,11 +12,14 @@ import (
 
 // ClientConfig configures a Client.
 type ClientConfig struct {
-	Servers       []Server
-	Params        caps.Params   // zero value: caps.DefaultParams()
-	Convergence   []byte        // per-user convergence secret (32 bytes)
-	LeaseSecret   [32]byte      // per-user secret all lease secrets derive from
-	LeaseDuration time.Duration // zero: 31 days
+	Servers     []Server
+	Params      caps.Params // zero value: caps.DefaultParams()
+	Convergence []byte      // per-user convergence secret (32 bytes)
+	LeaseSecret [32]byte    // per-user secret all lease secrets derive from
+	// LeaseDuration is the lease expiry the client asks for (zero: 31
+	// days). Servers ignore it and date leases themselves
+	// (grid.DefaultLeaseTerm); it only fills Lease.Expires.
+	LeaseDuration time.Duration
 	// RequestTimeout bounds each request to one server before the client
 	// moves to another (zero: 20 s).
 	RequestTimeout time.Duration

@@ -49,7 +49,8 @@ func PermutedRing(si caps.StorageIndex, servers []Server) []Server {
 // selectServers walks the permuted ring of si and keeps the servers willing
 // to take a share of shareSize bytes: a server that implements Statter and
 // reports less free quota than shareSize, or whose Stat fails or times out,
-// is dropped. Servers without Statter are assumed willing (their WriteShare
+// is dropped. Servers without Statter, or whose Stat answers
+// errors.ErrUnsupported, are assumed willing (their WriteShare
 // may still answer ErrNoSpace, which loses that share only).
 func (c *Client) selectServers(ctx context.Context, si caps.StorageIndex, shareSize int64) []Server {
 	ring := PermutedRing(si, c.servers)
@@ -67,6 +68,12 @@ func (c *Client) selectServers(ctx context.Context, si caps.StorageIndex, shareS
 			rctx, cancel := context.WithTimeout(ctx, c.timeout)
 			defer cancel()
 			stat, err := st.Stat(rctx)
+			if errors.Is(err, errors.ErrUnsupported) {
+				// A wrapper or remote peer whose server cannot say: as if
+				// it had no Statter (WriteShare may still refuse).
+				ok[i] = true
+				return
+			}
 			if err != nil {
 				c.log.Debug("Server stat failed", "server", s.ID().String(), "err", err)
 				return

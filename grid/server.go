@@ -29,15 +29,49 @@ func (id ServerID) String() string {
 	return s
 }
 
-// Lease keeps a share alive on a server until Expires. A lease is owned by
-// whoever knows RenewSecret (to extend it) and CancelSecret (to drop it); the
-// client derives both per storage index and per server from its own lease
-// secret, so a server cannot use one client's secret against another server.
+// Lease keeps a share alive on a server. A lease is owned by whoever knows
+// RenewSecret (to extend it) and CancelSecret (to drop it); the client
+// derives both per storage index and per server from its own lease secret,
+// so a server cannot use one client's secret against another server.
+//
+// The server dates leases itself, as Tahoe's do: adding or renewing a lease
+// sets its expiry to the server's now plus the server's lease term
+// (DefaultLeaseTerm unless configured). Expires is what the client asks for
+// and servers ignore it: a client cannot make a lease outlive the term, so
+// a share nobody renews is collected a term plus a grace period
+// (DefaultLeaseGrace) after its last renewal. docs/spec/storage-protocol.md,
+// "Leases".
 type Lease struct {
 	RenewSecret  [32]byte
 	CancelSecret [32]byte
-	Expires      time.Time
+	Expires      time.Time // ignored by servers (see above)
 }
+
+// Lease terms servers use unless configured otherwise; clients renew well
+// within DefaultLeaseTerm (e.g. monthly) and recovery tools may count on a
+// share outliving its last renewal by DefaultLeaseTerm + DefaultLeaseGrace.
+const (
+	// DefaultLeaseTerm is how long an added or renewed lease lasts.
+	DefaultLeaseTerm = 90 * 24 * time.Hour
+	// DefaultLeaseGrace is how long a share whose leases all expired is
+	// kept before the server deletes it.
+	DefaultLeaseGrace = 30 * 24 * time.Hour
+	// MaxLeases is how many leases (distinct renew secrets) one storage
+	// index holds at most; a further distinct one is refused with
+	// ErrLeaseLimit while renewals of held ones succeed.
+	MaxLeases = 16
+	// ExpiringWindow is the horizon of Stat.ExpiringSoon.
+	ExpiringWindow = 7 * 24 * time.Hour
+)
+
+// What a server charges against its quota beside share bytes, so that a
+// client cannot fill a disk with metadata: every implementation counts
+// these in Stat.Used and refuses with ErrNoSpace what would not fit.
+const (
+	ShareCharge = 128 // per immutable share and per mutable slot share held
+	SlotCharge  = 128 // per mutable slot (its write enabler)
+	LeaseCharge = 256 // per lease
+)
 
 // ShareInfo describes one stored immutable share.
 type ShareInfo struct {
@@ -88,8 +122,13 @@ type Server interface {
 	ListShares(ctx context.Context, si caps.StorageIndex) ([]ShareInfo, error)
 
 	// AddLease adds lease to every share (immutable or mutable) held for si,
-	// or extends the existing lease with the same RenewSecret to the later of
-	// the two expiry times. It returns ErrNotFound if nothing is held for si.
+	// or renews the held lease with the same RenewSecret (its cancel secret
+	// stays the first one given). Either way the lease then expires the
+	// server's lease term from now; lease.Expires is ignored. It returns
+	// ErrNotFound if nothing is held for si, and ErrLeaseLimit if si holds
+	// MaxLeases leases and lease.RenewSecret is none of theirs. Every
+	// method that takes a lease adds it by these rules, and counts it
+	// against the quota (LeaseCharge).
 	AddLease(ctx context.Context, si caps.StorageIndex, lease Lease) error
 
 	// ReadSlot returns the shares of mutable slot si held by this server,
@@ -108,14 +147,28 @@ type Server interface {
 
 // Stat is what a server reports about its space.
 type Stat struct {
-	Quota  int64 // bytes the server offers; 0 means no limit
-	Used   int64 // bytes of share data held
-	Shares int   // immutable shares plus mutable slot shares held
+	Quota int64 // bytes the server offers; 0 means no limit
+	// Used is the bytes counted against Quota: share data plus the
+	// metadata charges (ShareCharge, SlotCharge, LeaseCharge).
+	Used   int64
+	Shares int // immutable shares plus mutable slot shares held
+	// ExpiringSoon counts the shares whose last lease ends within
+	// ExpiringWindow (-1: the server does not say). Local only: the
+	// storage protocol's Stat does not carry it.
+	ExpiringSoon int
 }
 
 // Statter is an optional ability of a Server: report capacity and usage.
+// A server that cannot serve (see ErrFailed) returns its failure instead.
 type Statter interface {
 	Stat(ctx context.Context) (Stat, error)
+}
+
+// Failer is an optional ability of a Server: say whether it has taken
+// itself out of service because its storage is damaged. Failure returns
+// nil while the server serves, else the *FailedError every call returns.
+type Failer interface {
+	Failure() error
 }
 
 // LeaseCanceller is an optional ability of a Server: drop the lease whose
@@ -139,7 +192,32 @@ var (
 	ErrCorrupt = errors.New("integrity check failed")
 	// ErrStale: a mutable write did not raise the sequence number (see StaleError).
 	ErrStale = errors.New("stale sequence number")
+	// ErrFailed: the store found its storage damaged and serves nothing
+	// until repaired (see FailedError). It is also ErrCorrupt, so peers
+	// that know only that see a permanent error.
+	ErrFailed = errors.New("store failed")
+	// ErrLeaseLimit: a storage index already holds MaxLeases leases and
+	// the lease offered is a new one. It is a kind of ErrNoSpace.
+	ErrLeaseLimit = fmt.Errorf("%d leases held, no room for another: %w", MaxLeases, ErrNoSpace)
 )
+
+// FailedError is what every call on a failed store returns: which store
+// and why. A failed store never recovers by itself; an operator repairs it
+// (for the bbolt store: sphere store fsck --rebuild) and restarts it.
+type FailedError struct {
+	Store string // where the store lives (a directory), for people
+	Cause error  // the damage found (a recovered panic, a failed check)
+}
+
+func (e *FailedError) Error() string {
+	return fmt.Sprintf("store %s failed and serves nothing until repaired: %v", e.Store, e.Cause)
+}
+
+// Is makes errors.Is(err, ErrFailed) and errors.Is(err, ErrCorrupt) true.
+func (e *FailedError) Is(target error) bool { return target == ErrFailed || target == ErrCorrupt }
+
+// Unwrap returns the cause.
+func (e *FailedError) Unwrap() error { return e.Cause }
 
 // StaleError reports a mutable write refused because the server already
 // holds a share with a sequence number at least as high.

@@ -11,6 +11,7 @@ import (
 
 func newInitCmd(g *globals) *cobra.Command {
 	servers := 10
+	var quota string
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a home: secrets, identity and an embedded local grid",
@@ -23,6 +24,9 @@ get work at once on this machine.`,
 			if servers < 1 || servers > 255 {
 				return usageError{fmt.Errorf("--servers: want 1..255, have %d", servers)}
 			}
+			if _, err := parseQuota(quota); err != nil {
+				return err
+			}
 			dir, err := home.DefaultDir()
 			if err != nil {
 				return err
@@ -34,6 +38,9 @@ get work at once on this machine.`,
 			if err := initNode(h); err != nil {
 				return fmt.Errorf("init node: %w", err)
 			}
+			if err := setQuota(h, quota); err != nil {
+				return err
+			}
 			if g.json {
 				return json.NewEncoder(g.stdout).Encode(map[string]any{"home": h.Dir, "localServers": servers})
 			}
@@ -44,9 +51,32 @@ get work at once on this machine.`,
 		},
 	}
 	cmd.Flags().IntVar(&servers, "servers", servers, "number of servers in the embedded local grid")
+	cmd.Flags().StringVar(&quota, "quota", "", "space this home's stores may use in total, e.g. 20G (0: no limit; default: 10% of the free space, at most 100G)")
 	return cmd
 }
 
 // initNode prepares the node part of a new home (identity, listen ports,
 // grid key).
 func initNode(h *home.Home) error { return home.InitNode(h) }
+
+// parseQuota parses --quota; -1 means not given.
+func parseQuota(quota string) (int64, error) {
+	if quota == "" {
+		return -1, nil
+	}
+	q, err := home.ParseSize(quota)
+	if err != nil {
+		return 0, usageError{fmt.Errorf("--quota: %w", err)}
+	}
+	return q, nil
+}
+
+// setQuota applies --quota (not given: keep the default init chose).
+func setQuota(h *home.Home, quota string) error {
+	q, err := parseQuota(quota)
+	if err != nil || q < 0 {
+		return err
+	}
+	h.Config.Node.Quota = q
+	return h.Save()
+}

@@ -24,11 +24,12 @@ func newRenewCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "renew",
 		Short: "Renew the leases on everything this home stored",
-		Long: `renew extends this home's leases (31 days from now) on every server holding
-shares of the files this home put (listed in the home's caps file) and of
-everything below the drive's root directory (the tree 'sphere mount' shows).
-Shares whose leases all expire are deleted by the servers, so run it at least
-monthly.`,
+		Long: `renew extends this home's leases on every server holding shares of the files
+this home put (listed in the home's caps file) and of everything below the drive's
+root directory (the tree 'sphere mount' shows). Servers date leases themselves:
+each renewal lasts their lease term (90 days by default) from now, and shares whose
+leases have all expired are deleted after a grace period (30 days by default). Run
+it monthly.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()

@@ -57,6 +57,12 @@ for it.`,
 			fmt.Fprintln(g.stdout)
 			fmt.Fprintf(g.stdout, "Storage: %d shares, %s used of %s\n", st.Shares, humanBytes(st.Used), quota)
 			fmt.Fprintf(g.stdout, "Leases:  %s shares expire within 7 days (run `sphere renew`)\n", exp)
+			for _, f := range st.FailedStores {
+				fmt.Fprintf(g.stdout, "FAILED:  store %s is out of service: %s\n", f.Dir, f.Error)
+			}
+			if len(st.FailedStores) > 0 {
+				fmt.Fprintf(g.stdout, "         Stop the node, then run `sphere store fsck --rebuild DIR` for each.\n")
+			}
 			return nil
 		},
 	}

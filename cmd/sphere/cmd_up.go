@@ -43,7 +43,7 @@ running until Ctrl-C. While it runs, put, get and the other verbs use it.`,
 				if err != nil {
 					return err
 				}
-				cfg.LocalServers = append(cfg.LocalServers, node.LocalServer{Dir: h.ServerDir(i), Identity: priv, Quota: h.Config.Node.Quota})
+				cfg.LocalServers = append(cfg.LocalServers, node.LocalServer{Dir: h.ServerDir(i), Identity: priv, Quota: h.StoreQuota(n)})
 			}
 			return runNode(cmd.Context(), cfg, func(nd *node.Node) {
 				ready := time.Since(start)

@@ -34,15 +34,17 @@ func openLocalServers(ctx context.Context, h *home.Home) ([]grid.Server, func(),
 			closeAll()
 			return nil, nil, err
 		}
-		s, err := boltserver.Open(dir, boltserver.Options{ID: id, Logger: slog.Default()})
+		s, err := boltserver.Open(dir, boltserver.Options{ID: id, Quota: h.StoreQuota(n), Logger: slog.Default()})
 		if errors.Is(err, boltserver.ErrInUse) {
 			closeAll()
 			return nil, nil, fmt.Errorf("the local grid is held by another sphere process (a mount?); "+
 				"run `sphere up` so that several commands can share it: %w", err)
 		}
 		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("open local server %d: %w", i, err)
+			// A damaged store stays out of service; the others serve
+			// (sphere store fsck --rebuild repairs it).
+			slog.Warn("Local server failed", "server", i, "err", err)
+			s = boltserver.NewFailed(dir, id, err)
 		}
 		opened = append(opened, s)
 		servers = append(servers, s)

@@ -29,7 +29,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,6 +46,7 @@ var (
 	_ grid.Server         = (*Server)(nil)
 	_ grid.Statter        = (*Server)(nil)
 	_ grid.LeaseCanceller = (*Server)(nil)
+	_ grid.Failer         = (*Server)(nil)
 )
 
 // ErrInUse is returned by Open when another process has the store open.
@@ -58,11 +61,17 @@ type Options struct {
 	// ID is the server's identity. Empty: the id recorded in the store.
 	// A store remembers the id it was created with and refuses another.
 	ID grid.ServerID
-	// Quota is the most bytes of share data held; 0 means no limit.
+	// Quota is the most bytes held, share data plus metadata charges
+	// (grid.ShareCharge, grid.SlotCharge, grid.LeaseCharge); 0 means no
+	// limit.
 	Quota int64
 	// Now replaces time.Now for lease expiry (tests).
 	Now func() time.Time
-	// Grace is how long after its last lease expires a share is kept.
+	// LeaseTerm is how long an added or renewed lease lasts (zero:
+	// grid.DefaultLeaseTerm).
+	LeaseTerm time.Duration
+	// Grace is how long after its last lease expires a share is kept
+	// (zero: grid.DefaultLeaseGrace; negative: not at all).
 	Grace time.Duration
 	// SweepEvery is how often Run sweeps (zero: one hour).
 	SweepEvery time.Duration
@@ -89,16 +98,18 @@ const DefaultInlineMax = 64 << 10
 // Server is a grid.Server backed by a directory. It is safe for concurrent
 // use; one process at a time may open a directory.
 type Server struct {
-	dir   string
-	id    grid.ServerID
-	quota int64
-	now   func() time.Time
-	grace time.Duration
-	every time.Duration
-	log   *slog.Logger
-	db    *bolt.DB
-	fds   *fdCache
-	seed  maphash.Seed
+	dir    string
+	id     grid.ServerID
+	quota  int64
+	now    func() time.Time
+	term   time.Duration
+	grace  time.Duration
+	failed atomic.Pointer[grid.FailedError]
+	every  time.Duration
+	log    *slog.Logger
+	db     *bolt.DB
+	fds    *fdCache
+	seed   maphash.Seed
 	// inlineMax is Options.InlineMax resolved: -1 means no inline shares.
 	inlineMax int64
 	gc        groupCommit
@@ -112,10 +123,14 @@ type Server struct {
 	shareMu [64]sync.Mutex
 
 	mu       sync.Mutex
-	used     int64 // bytes of share data indexed
+	used     int64 // bytes of share data indexed, plus metadata charges
 	reserved int64 // bytes promised to writes in progress
 	count    int   // immutable shares plus slot shares
 	closed   bool
+	// expiring caches Stat.ExpiringSoon for a minute: counting walks the
+	// expiry index and Stat is asked before every upload.
+	expiring   int
+	expiringAt time.Time
 }
 
 // writeBufSize is the buffer for copying share data to its file: few large
@@ -127,11 +142,26 @@ var writeBufs = sync.Pool{New: func() any { b := make([]byte, writeBufSize); ret
 // Open opens (creating if needed) the store in dir. If another process has
 // it open, Open fails after opts.LockTimeout with an error saying the store
 // is in use.
-func Open(dir string, opts Options) (*Server, error) {
-	s := &Server{
+//
+// A store whose bbolt file is damaged (it fails bbolt's consistency check,
+// makes bbolt panic, or its index disagrees with the share files in a way
+// no crash explains) is not opened: the error is a *grid.FailedError
+// (errors.Is grid.ErrFailed). NewFailed makes a stand-in that reports it;
+// Fsck rebuilds the index.
+func Open(dir string, opts Options) (s *Server, err error) {
+	s = &Server{
 		dir: dir, id: opts.ID, quota: opts.Quota, now: opts.Now, grace: opts.Grace,
-		every: opts.SweepEvery, log: opts.Logger, seed: maphash.MakeSeed(),
+		term: opts.LeaseTerm, every: opts.SweepEvery, log: opts.Logger, seed: maphash.MakeSeed(),
 		inlineMax: opts.InlineMax,
+	}
+	switch {
+	case s.grace == 0:
+		s.grace = grid.DefaultLeaseGrace
+	case s.grace < 0:
+		s.grace = 0
+	}
+	if s.term <= 0 {
+		s.term = grid.DefaultLeaseTerm
 	}
 	switch {
 	case s.inlineMax == 0:
@@ -145,9 +175,7 @@ func Open(dir string, opts Options) (*Server, error) {
 	if s.every <= 0 {
 		s.every = time.Hour
 	}
-	if s.log == nil {
-		s.log = slog.Default()
-	}
+	s.log = defaultLogger(s.log)
 	switch {
 	case opts.OpenFiles == 0:
 		s.fds = newFDCache(128)
@@ -165,7 +193,14 @@ func Open(dir string, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("open store %s: %w", dir, err)
 		}
 	}
-	db, err := bolt.Open(filepath.Join(dir, dbName), 0o600, &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
+	s.log = s.log.With("store", dir)
+	// Check the pages before bbolt maps them: bbolt panics on some damage
+	// while opening, after taking its lock, and then the lock is lost with
+	// the half-open DB.
+	if err := precheck(filepath.Join(dir, dbName), timeout); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	db, err := openDB(filepath.Join(dir, dbName), &bolt.Options{Timeout: timeout, FreelistType: bolt.FreelistMapType})
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open store %s: %w (lock not released within %v)", dir, ErrInUse, timeout)
 	}
@@ -174,16 +209,106 @@ func Open(dir string, opts Options) (*Server, error) {
 	}
 	s.db = db
 	s.gc.db = db
-	s.log = s.log.With("store", dir)
-	if err := s.init(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
-	}
-	if err := s.repair(); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	defer func() {
+		if err != nil {
+			closeDB(db)
+			s = nil
+		}
+	}()
+	for _, step := range []func() error{s.init, s.repair} {
+		if err := s.guarded(step); err != nil {
+			if errors.Is(err, grid.ErrCorrupt) {
+				err = damaged(dir, err)
+			}
+			return nil, fmt.Errorf("open store %s: %w", dir, err)
+		}
 	}
 	return s, nil
+}
+
+// precheck runs checkPages on an existing bbolt file at path while holding
+// its lock (waiting up to timeout for another process to let go), so the
+// check sees no write in progress. A missing file is fine (Open creates
+// it).
+func precheck(path string, timeout time.Duration) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close() // releases the lock
+	deadline := time.Now().Add(timeout)
+	for { // bounded by timeout
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w (lock not released within %v)", ErrInUse, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st, err := f.Stat(); err == nil && st.Size() == 0 {
+		return nil // bbolt initializes an empty file
+	}
+	if err := checkPages(path); err != nil {
+		return damaged(filepath.Dir(path), err)
+	}
+	return nil
+}
+
+// guarded runs fn with panics and faults contained: a panic becomes a
+// *grid.FailedError (fn's own errors pass through).
+func (s *Server) guarded(fn func() error) (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = damaged(s.dir, &panicError{r})
+		}
+	}()
+	return fn()
+}
+
+// openDB is bolt.Open with panics and faults contained: a damaged file is
+// an error wrapping grid.ErrFailed, never a panic. Errors that are not
+// about the file's content (a held lock, permissions) pass through as is.
+func openDB(path string, opts *bolt.Options) (db *bolt.DB, err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			db, err = nil, damaged(filepath.Dir(path), &panicError{r})
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, opts)
+	if errors.Is(err, berrors.ErrInvalid) || errors.Is(err, berrors.ErrChecksum) ||
+		errors.Is(err, berrors.ErrVersionMismatch) || errors.Is(err, berrors.ErrInvalidMapping) {
+		err = damaged(filepath.Dir(path), err)
+	}
+	return db, err
+}
+
+// closeDB closes db, containing what a damaged file can make it do.
+func closeDB(db *bolt.DB) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		_ = recover()
+	}()
+	db.Close()
+}
+
+func defaultLogger(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.Default()
+	}
+	return l
 }
 
 // init creates the buckets, checks the version and id, and counts usage.
@@ -224,24 +349,30 @@ func (s *Server) init() error {
 		}
 		s.used, s.count = 0, 0
 		err := tx.Bucket(bShares).ForEach(func(k, v []byte) error {
-			if len(v) != 8 {
-				return fmt.Errorf("share %x: bad index value length %d", k, len(v))
+			if len(k) != shareKeyLen || len(v) != 8 || binary.BigEndian.Uint64(v) > 1<<62 {
+				return fmt.Errorf("share index entry %x: %w", k, grid.ErrCorrupt)
 			}
-			s.used += int64(binary.BigEndian.Uint64(v))
+			s.used += int64(binary.BigEndian.Uint64(v)) + grid.ShareCharge
 			s.count++
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		return tx.Bucket(bSlotShares).ForEach(func(k, v []byte) error {
-			if len(v) < 8 {
-				return fmt.Errorf("slot share %x: bad value length %d", k, len(v))
+		err = tx.Bucket(bSlotShares).ForEach(func(k, v []byte) error {
+			if len(k) != shareKeyLen || len(v) < 8 {
+				return fmt.Errorf("slot share entry %x: %w", k, grid.ErrCorrupt)
 			}
-			s.used += int64(len(v) - 8)
+			s.used += int64(len(v)-8) + grid.ShareCharge
 			s.count++
 			return nil
 		})
+		if err != nil {
+			return err
+		}
+		s.used += int64(tx.Bucket(bSlots).Stats().KeyN) * grid.SlotCharge
+		s.used += int64(tx.Bucket(bLeases).Stats().KeyN) * grid.LeaseCharge
+		return nil
 	})
 }
 
@@ -307,7 +438,14 @@ func (s *Server) repair() error {
 	if err != nil {
 		return err
 	}
-	for k := range onDisk { // on disk, not indexed
+	if len(missing) > 0 && len(onDisk) > 0 {
+		// Both ways at once is what a damaged index looks like (a changed
+		// key loses one file and invents another), not a crash: removing
+		// the "orphans" would destroy good shares. Rebuild from the files.
+		return fmt.Errorf("index disagrees with the share files (%d indexed shares without a file, %d share files not indexed): %w",
+			len(missing), len(onDisk), grid.ErrCorrupt)
+	}
+	for k := range onDisk { // on disk, not indexed: a crash before the index commit
 		var si caps.StorageIndex
 		copy(si[:], k)
 		if err := os.Remove(filepath.Join(s.dir, sharePath(si, int(k[siLen])))); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -319,13 +457,17 @@ func (s *Server) repair() error {
 		s.log.Info("Removed share files never indexed", "count", orphans)
 	}
 	if len(missing) > 0 {
+		// Only disk trouble or a person removes an indexed file (a crash
+		// cannot): drop the entries, and the client repairs the shares.
 		s.log.Warn("Share files missing; dropping them from the index", "count", len(missing))
+		var d deleted
 		err := s.db.Update(func(tx *bolt.Tx) error {
+			d = deleted{}
 			b := tx.Bucket(bShares)
 			for _, k := range missing {
 				if v := b.Get(k); len(v) == 8 {
-					s.used -= int64(binary.BigEndian.Uint64(v))
-					s.count--
+					d.bytes += int64(binary.BigEndian.Uint64(v)) + grid.ShareCharge
+					d.shares++
 				}
 				if err := b.Delete(k); err != nil {
 					return err
@@ -336,13 +478,17 @@ func (s *Server) repair() error {
 				var si caps.StorageIndex
 				copy(si[:], k)
 				if !held(tx, si) {
-					if err := deleteSI(tx, si, &deleted{}); err != nil {
+					if err := deleteSI(tx, si, &d); err != nil {
 						return err
 					}
 				}
 			}
 			return nil
 		})
+		if err == nil {
+			s.used -= d.bytes
+			s.count -= d.shares
+		}
 		if err != nil {
 			return err
 		}
@@ -351,7 +497,14 @@ func (s *Server) repair() error {
 }
 
 // Close closes the store. Calls in progress may fail.
-func (s *Server) Close() error {
+func (s *Server) Close() (err error) {
+	old := debug.SetPanicOnFault(true)
+	defer func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			err = s.fail(&panicError{r}) // a damaged file: closed all the same
+		}
+	}()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -398,6 +551,11 @@ func (s *Server) indexedSize(si caps.StorageIndex, shnum int) (size int64, ok bo
 
 // WriteShare implements grid.Server.
 func (s *Server) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int, size int64, r io.Reader, lease grid.Lease) (err error) {
+	old, err := s.enter()
+	if err != nil {
+		return err
+	}
+	defer s.contain(&err, old)
 	defer wrap(&err, "write share %d of %v", shnum, si)
 	if shnum < 0 || shnum > MaxShnum {
 		return fmt.Errorf("share number out of range 0..%d", MaxShnum)
@@ -408,27 +566,29 @@ func (s *Server) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	old, ok, err := s.indexedSize(si, shnum)
+	held, ok, err := s.indexedSize(si, shnum)
 	if err != nil {
 		return err
 	}
 	if ok {
-		err := s.rewrite(si, shnum, old, size, r, lease)
+		err := s.rewrite(si, shnum, held, size, r, lease)
 		if !errors.Is(err, grid.ErrNotFound) {
 			return err
 		}
 		// Deleted since the lookup, before r was touched: store it anew.
 	}
+	// Reserve the share and its metadata (and a lease, in case it is new).
+	charge := size + grid.ShareCharge + grid.LeaseCharge
 	s.mu.Lock()
-	if s.quota > 0 && s.used+s.reserved+size > s.quota {
+	if s.quota > 0 && s.used+s.reserved+charge > s.quota {
 		s.mu.Unlock()
 		return fmt.Errorf("%d bytes: %w", size, grid.ErrNoSpace)
 	}
-	s.reserved += size
+	s.reserved += charge
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		s.reserved -= size
+		s.reserved -= charge
 		s.mu.Unlock()
 	}()
 
@@ -529,9 +689,9 @@ func (s *Server) commitInline(ctx context.Context, si caps.StorageIndex, shnum i
 	}
 	size := int64(len(data))
 	key := shareKey(si, shnum)
-	var added bool
+	var added, leaseAdded bool
 	err := s.gc.update(func(tx *bolt.Tx) error {
-		added = false // fn may run more than once
+		added, leaseAdded = false, false // fn may run more than once
 		shares := tx.Bucket(bShares)
 		if v := shares.Get(key); v != nil { // a concurrent writer of the same share won
 			if len(v) != 8 {
@@ -540,7 +700,13 @@ func (s *Server) commitInline(ctx context.Context, si caps.StorageIndex, shnum i
 			if old := int64(binary.BigEndian.Uint64(v)); old != size {
 				return fmt.Errorf("held with size %d, not %d", old, size)
 			}
-			return putLease(tx, si, lease)
+			var err error
+			leaseAdded, err = s.putLease(tx, si, lease, true)
+			return err
+		}
+		var err error
+		if leaseAdded, err = s.putLease(tx, si, lease, true); err != nil {
+			return err
 		}
 		if err := shares.Put(key, u64(uint64(size))); err != nil {
 			return err
@@ -549,18 +715,27 @@ func (s *Server) commitInline(ctx context.Context, si caps.StorageIndex, shnum i
 			return err
 		}
 		added = true
-		return putLease(tx, si, lease)
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("index: %w", err)
 	}
-	if added {
-		s.mu.Lock()
-		s.used += size
-		s.count++
-		s.mu.Unlock()
-	}
+	s.account(added, size, leaseAdded)
 	return nil
+}
+
+// account adds a committed share (if added) and lease (if leaseAdded) to
+// the usage counters.
+func (s *Server) account(added bool, size int64, leaseAdded bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if added {
+		s.used += size + grid.ShareCharge
+		s.count++
+	}
+	if leaseAdded {
+		s.used += grid.LeaseCharge
+	}
 }
 
 // onlyWriter hides os.File's ReadFrom, so io.CopyBuffer uses our large
@@ -587,6 +762,27 @@ func (s *Server) commitShare(ctx context.Context, si caps.StorageIndex, shnum in
 		}
 		return s.addLease(si, lease)
 	}
+	// Refuse a lease over the limit before the file moves into place.
+	if err := s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bLeases).Get(leaseKey(si, lease.RenewSecret)) != nil {
+			return nil
+		}
+		n := 0
+		c := tx.Bucket(bLeases).Cursor()
+		for k, _ := c.Seek(si[:]); k != nil && bytes.HasPrefix(k, si[:]) && n < grid.MaxLeases; k, _ = c.Next() {
+			n++
+		}
+		if n < grid.MaxLeases {
+			return nil
+		}
+		_, err := s.makeRoom(tx, si, timeKey(s.now())) // read-only: only says whether room can be made
+		if errors.Is(err, berrors.ErrTxNotWritable) {
+			return nil
+		}
+		return err
+	}); err != nil {
+		return err
+	}
 	final := filepath.Join(s.dir, sharePath(si, shnum))
 	if err := mkdirSynced(filepath.Dir(final), 2); err != nil {
 		return err
@@ -599,20 +795,19 @@ func (s *Server) commitShare(ctx context.Context, si caps.StorageIndex, shnum in
 		os.Remove(final)
 		return err
 	}
+	var leaseAdded bool
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bShares).Put(shareKey(si, shnum), u64(uint64(size))); err != nil {
+		var err error
+		if leaseAdded, err = s.putLease(tx, si, lease, true); err != nil {
 			return err
 		}
-		return putLease(tx, si, lease)
+		return tx.Bucket(bShares).Put(shareKey(si, shnum), u64(uint64(size)))
 	})
 	if err != nil {
 		os.Remove(final)
 		return fmt.Errorf("index: %w", err)
 	}
-	s.mu.Lock()
-	s.used += size
-	s.count++
-	s.mu.Unlock()
+	s.account(true, size, leaseAdded)
 	return nil
 }
 
@@ -648,6 +843,11 @@ func syncDir(dir string) error {
 
 // ReadShare implements grid.Server.
 func (s *Server) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int, off, length int64) (_ []byte, err error) {
+	old, err := s.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer s.contain(&err, old)
 	defer wrap(&err, "read share %d of %v", shnum, si)
 	if off < 0 || length < 0 {
 		return nil, fmt.Errorf("negative offset %d or length %d", off, length)
@@ -720,12 +920,17 @@ func (s *Server) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int,
 }
 
 // ListShares implements grid.Server.
-func (s *Server) ListShares(ctx context.Context, si caps.StorageIndex) ([]grid.ShareInfo, error) {
+func (s *Server) ListShares(ctx context.Context, si caps.StorageIndex) (_ []grid.ShareInfo, err error) {
+	old, err := s.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer s.contain(&err, old)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list shares of %v: %w", si, err)
 	}
 	out := []grid.ShareInfo{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bShares).Cursor()
 		for k, v := c.Seek(si[:]); k != nil && bytes.HasPrefix(k, si[:]); k, v = c.Next() {
 			if len(k) != shareKeyLen || len(v) != 8 {
@@ -742,12 +947,17 @@ func (s *Server) ListShares(ctx context.Context, si caps.StorageIndex) ([]grid.S
 }
 
 // ReadSlot implements grid.Server.
-func (s *Server) ReadSlot(ctx context.Context, si caps.StorageIndex) ([]grid.SlotShare, error) {
+func (s *Server) ReadSlot(ctx context.Context, si caps.StorageIndex) (_ []grid.SlotShare, err error) {
+	old, err := s.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer s.contain(&err, old)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read slot %v: %w", si, err)
 	}
 	out := []grid.SlotShare{}
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bSlotShares).Cursor()
 		for k, v := c.Seek(si[:]); k != nil && bytes.HasPrefix(k, si[:]); k, v = c.Next() {
 			if len(k) != shareKeyLen || len(v) < 8 {
@@ -771,6 +981,11 @@ func (s *Server) ReadSlot(ctx context.Context, si caps.StorageIndex) ([]grid.Slo
 // WriteSlot implements grid.Server. All shares go in one bbolt transaction,
 // which is what makes the write atomic and durable.
 func (s *Server) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.WriteEnabler, writes []grid.SlotShare, lease grid.Lease) (err error) {
+	old, err := s.enter()
+	if err != nil {
+		return err
+	}
+	defer s.contain(&err, old)
 	defer wrap(&err, "write slot %v", si)
 	if err := checkSlotWrites(writes); err != nil {
 		return err
@@ -780,19 +995,26 @@ func (s *Server) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.Wr
 	}
 	var grow int64
 	var added int
+	var leaseAdded, leaseCounted bool
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		grow, added = 0, 0
+		grow, added, leaseAdded = 0, 0, false
 		slots, shares := tx.Bucket(bSlots), tx.Bucket(bSlotShares)
 		if old := slots.Get(si[:]); old != nil {
 			if subtle.ConstantTimeCompare(old, we[:]) != 1 {
 				return grid.ErrBadWriteEnabler
 			}
+		} else {
+			grow += grid.SlotCharge
+		}
+		leaseCounted = tx.Bucket(bLeases).Get(leaseKey(si, lease.RenewSecret)) == nil
+		if leaseCounted {
+			grow += grid.LeaseCharge
 		}
 		for _, w := range writes {
 			v := shares.Get(shareKey(si, w.Shnum))
 			if v == nil {
 				added++
-				grow += int64(len(w.Data))
+				grow += int64(len(w.Data)) + grid.ShareCharge
 				continue
 			}
 			if len(v) < 8 {
@@ -812,6 +1034,13 @@ func (s *Server) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.Wr
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		var err error
+		if leaseAdded, err = s.putLease(tx, si, lease, true); err != nil {
+			return err
+		}
+		if leaseCounted && !leaseAdded {
+			grow -= grid.LeaseCharge // it replaced an expired one
+		}
 		if err := slots.Put(si[:], we[:]); err != nil {
 			return err
 		}
@@ -823,7 +1052,7 @@ func (s *Server) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.Wr
 				return err
 			}
 		}
-		return putLease(tx, si, lease)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -835,14 +1064,82 @@ func (s *Server) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.Wr
 	return nil
 }
 
-// Stat implements grid.Statter.
-func (s *Server) Stat(ctx context.Context) (grid.Stat, error) {
+// Stat implements grid.Statter. A failed store returns its failure.
+func (s *Server) Stat(ctx context.Context) (_ grid.Stat, err error) {
+	old, err := s.enter()
+	if err != nil {
+		return grid.Stat{}, err
+	}
+	defer s.contain(&err, old)
 	if err := ctx.Err(); err != nil {
+		return grid.Stat{}, fmt.Errorf("stat: %w", err)
+	}
+	soon, err := s.expiringSoon()
+	if err != nil {
 		return grid.Stat{}, fmt.Errorf("stat: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return grid.Stat{Quota: s.quota, Used: s.used, Shares: s.count}, nil
+	return grid.Stat{Quota: s.quota, Used: s.used, Shares: s.count, ExpiringSoon: soon}, nil
+}
+
+// expiringCacheFor is how long a count of expiring shares is reused.
+const expiringCacheFor = time.Minute
+
+// expiringSoon counts the shares whose last lease ends within
+// grid.ExpiringWindow (or has ended, within grace), walking only that
+// front of the expiry index; the count is cached for a minute.
+func (s *Server) expiringSoon() (int, error) {
+	now := s.now()
+	s.mu.Lock()
+	if !s.expiringAt.IsZero() && now.Sub(s.expiringAt) < expiringCacheFor && !now.Before(s.expiringAt) {
+		n := s.expiring
+		s.mu.Unlock()
+		return n, nil
+	}
+	s.mu.Unlock()
+	n, err := s.countBefore(context.Background(), now.Add(grid.ExpiringWindow))
+	if err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	s.expiring, s.expiringAt = n, now
+	s.mu.Unlock()
+	return n, nil
+}
+
+// ExpiringBefore counts the shares whose last lease ends before t.
+func (s *Server) ExpiringBefore(ctx context.Context, t time.Time) (n int, err error) {
+	old, err := s.enter()
+	if err != nil {
+		return 0, err
+	}
+	defer s.contain(&err, old)
+	return s.countBefore(ctx, t)
+}
+
+// countBefore counts the shares whose last lease ends before t, walking
+// only that front of the expiry index.
+func (s *Server) countBefore(ctx context.Context, t time.Time) (n int, err error) {
+	end := timeKey(t)
+	err = s.db.View(func(tx *bolt.Tx) error {
+		shares, slotShares := tx.Bucket(bShares).Cursor(), tx.Bucket(bSlotShares).Cursor()
+		c := tx.Bucket(bExpiry).Cursor()
+		for k, _ := c.First(); k != nil && ctx.Err() == nil; k, _ = c.Next() {
+			if len(k) != expiryKeyLen || binary.BigEndian.Uint64(k) >= end {
+				break
+			}
+			si := k[8:]
+			for sk, _ := shares.Seek(si); sk != nil && bytes.HasPrefix(sk, si); sk, _ = shares.Next() {
+				n++
+			}
+			for sk, _ := slotShares.Seek(si); sk != nil && bytes.HasPrefix(sk, si); sk, _ = slotShares.Next() {
+				n++
+			}
+		}
+		return ctx.Err()
+	})
+	return n, err
 }
 
 func checkSlotWrites(writes []grid.SlotShare) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,4 +65,60 @@ func TestSweep(t *testing.T) {
 		s := open(t, t.TempDir(), boltserver.Options{Now: now, Grace: grace})
 		return s, s
 	})
+}
+
+func TestExpiringSoon(t *testing.T) {
+	gridtest.TestExpiringSoon(t, func(t *testing.T, now func() time.Time) grid.Server {
+		return open(t, t.TempDir(), boltserver.Options{Now: now})
+	})
+}
+
+func TestFailed(t *testing.T) {
+	gridtest.TestFailed(t, func(t *testing.T) gridtest.Failing {
+		s, err := boltserver.Open(t.TempDir(), boltserver.Options{ID: "bolt-failed"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}
+
+// TestLeaseFlood floods a store with leases and tiny shares and checks,
+// beyond what Stat says, that the disk the store takes stays within its
+// quota plus bbolt's fixed overhead.
+func TestLeaseFlood(t *testing.T) {
+	const quota = 512 << 10 // about 120 storage indexes, 2,000 leases
+	dir := t.TempDir()
+	s := open(t, dir, boltserver.Options{Quota: quota})
+	sis := gridtest.TestLeaseFlood(t, s, quota)
+	disk := diskUse(t, dir)
+	t.Logf("%d storage indexes with up to %d leases each: %d bytes on disk for a quota of %d", len(sis), grid.MaxLeases, disk, quota)
+	const slack = 128 << 10 // bbolt's meta and freelist pages, and its file growing in steps
+	if disk > quota+slack {
+		t.Fatalf("store takes %d bytes on disk, quota %d (+%d slack)", disk, quota, slack)
+	}
+}
+
+// diskUse sums the blocks allocated to the files under dir.
+func diskUse(t *testing.T, dir string) int64 {
+	t.Helper()
+	var total int64
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			total += st.Blocks * 512
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return total
 }

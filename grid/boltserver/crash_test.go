@@ -113,7 +113,7 @@ wait:
 	if _, err := s.ReadShare(t.Context(), crashB, 0, 0, 1); !errors.Is(err, grid.ErrNotFound) {
 		t.Fatalf("half-written share after the crash: %v, want ErrNotFound", err)
 	}
-	if st, _ := s.Stat(t.Context()); st.Shares != 1 || st.Used != 3<<20 {
+	if st, _ := s.Stat(t.Context()); st.Shares != 1 || st.Used != 3<<20+grid.ShareCharge+grid.LeaseCharge {
 		t.Fatalf("Stat after the crash = %+v", st)
 	}
 }

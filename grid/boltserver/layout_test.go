@@ -61,7 +61,7 @@ func TestSpecStoreBytes(t *testing.T) {
 
 func testSpecStoreBytes(t *testing.T, inlineMax int64) {
 	dir := t.TempDir()
-	s, err := Open(dir, Options{ID: "spec-server", InlineMax: inlineMax})
+	s, err := Open(dir, Options{ID: "spec-server", InlineMax: inlineMax, Now: func() time.Time { return specTime.Add(-time.Hour) }, LeaseTerm: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,30 +34,74 @@ func maxExpiry(tx *bolt.Tx, si caps.StorageIndex) (exp uint64, ok bool, err erro
 	return exp, ok, nil
 }
 
-// putLease adds l to si or extends the lease with l's renew secret to the
-// later expiry (the first cancel secret stays), keeping bExpiry in step.
-func putLease(tx *bolt.Tx, si caps.StorageIndex, l grid.Lease) error {
+// putLease adds l to si, or renews the lease with l's renew secret (the
+// first cancel secret stays): either way it then expires the lease term
+// from now (l.Expires is ignored, see grid.Lease). A new lease is refused
+// with grid.ErrLeaseLimit if si holds grid.MaxLeases unexpired ones, and
+// with grid.ErrNoSpace if its charge does not fit the quota, unless
+// reserved says the caller has already reserved it. It returns whether a
+// lease was added (the caller adds grid.LeaseCharge to s.used after the
+// commit). Its cost is a lookup plus a walk of si's leases, at most
+// grid.MaxLeases (+ expired ones it prunes).
+func (s *Server) putLease(tx *bolt.Tx, si caps.StorageIndex, l grid.Lease, reserved bool) (added bool, err error) {
 	before, had, err := maxExpiry(tx, si)
 	if err != nil {
-		return err
+		return false, err
 	}
 	leases := tx.Bucket(bLeases)
 	key := leaseKey(si, l.RenewSecret)
-	exp := timeKey(l.Expires)
+	now := s.now()
+	exp := timeKey(now.Add(s.term))
 	v := make([]byte, leaseValLen)
 	copy(v, l.CancelSecret[:])
 	if old := leases.Get(key); old != nil {
 		if len(old) != leaseValLen {
-			return fmt.Errorf("lease entry: %w", grid.ErrCorrupt)
+			return false, fmt.Errorf("lease entry: %w", grid.ErrCorrupt)
 		}
 		copy(v, old[:32])
-		exp = max(exp, binary.BigEndian.Uint64(old[32:]))
+		exp = max(exp, binary.BigEndian.Uint64(old[32:])) // a clock stepping back never shortens
+	} else {
+		pruned, err := s.makeRoom(tx, si, timeKey(now))
+		if err != nil {
+			return false, err
+		}
+		if !reserved && pruned == 0 {
+			s.mu.Lock()
+			full := s.quota > 0 && s.used+s.reserved+grid.LeaseCharge > s.quota
+			s.mu.Unlock()
+			if full {
+				return false, fmt.Errorf("lease: %w", grid.ErrNoSpace)
+			}
+		}
+		added = pruned == 0 // a pruned lease's charge pays for this one
 	}
 	binary.BigEndian.PutUint64(v[32:], exp)
 	if err := leases.Put(key, v); err != nil {
-		return err
+		return false, err
 	}
-	return fixExpiry(tx, si, before, had)
+	return added, fixExpiry(tx, si, before, had)
+}
+
+// makeRoom gets si ready for one more lease: below grid.MaxLeases it does
+// nothing; at the limit it deletes one lease that has already expired
+// (returning 1), or refuses with grid.ErrLeaseLimit.
+func (s *Server) makeRoom(tx *bolt.Tx, si caps.StorageIndex, now uint64) (pruned int, err error) {
+	n := 0
+	var dead []byte
+	c := tx.Bucket(bLeases).Cursor()
+	for k, v := c.Seek(si[:]); k != nil && bytes.HasPrefix(k, si[:]); k, v = c.Next() {
+		n++
+		if dead == nil && len(v) == leaseValLen && binary.BigEndian.Uint64(v[32:]) < now {
+			dead = bytes.Clone(k)
+		}
+	}
+	if n < grid.MaxLeases {
+		return 0, nil
+	}
+	if dead == nil {
+		return 0, grid.ErrLeaseLimit
+	}
+	return 1, tx.Bucket(bLeases).Delete(dead)
 }
 
 // fixExpiry moves si's bExpiry key from before (if had) to its current
@@ -92,7 +136,12 @@ func held(tx *bolt.Tx, si caps.StorageIndex) bool {
 }
 
 // AddLease implements grid.Server.
-func (s *Server) AddLease(ctx context.Context, si caps.StorageIndex, lease grid.Lease) error {
+func (s *Server) AddLease(ctx context.Context, si caps.StorageIndex, lease grid.Lease) (err error) {
+	old, err := s.enter()
+	if err != nil {
+		return err
+	}
+	defer s.contain(&err, old)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("add lease on %v: %w", si, err)
 	}
@@ -104,18 +153,27 @@ func (s *Server) AddLease(ctx context.Context, si caps.StorageIndex, lease grid.
 
 // addLease adds lease to si if anything is held for it, else ErrNotFound.
 func (s *Server) addLease(si caps.StorageIndex, lease grid.Lease) error {
-	return s.db.Update(func(tx *bolt.Tx) error {
+	var added bool
+	err := s.db.Update(func(tx *bolt.Tx) error {
 		if !held(tx, si) {
 			return grid.ErrNotFound
 		}
-		return putLease(tx, si, lease)
+		var err error
+		added, err = s.putLease(tx, si, lease, false)
+		return err
 	})
+	if err == nil && added {
+		s.mu.Lock()
+		s.used += grid.LeaseCharge
+		s.mu.Unlock()
+	}
+	return err
 }
 
 // deleted is what a transaction removed, to finish after it commits.
 type deleted struct {
 	files  []string
-	bytes  int64
+	bytes  int64 // share bytes plus metadata charges
 	shares int
 }
 
@@ -130,6 +188,9 @@ func deleteSI(tx *bolt.Tx, si caps.StorageIndex, d *deleted) error {
 		if err := tx.Bucket(bExpiry).Delete(expiryKey(exp, si)); err != nil {
 			return err
 		}
+	}
+	if tx.Bucket(bSlots).Get(si[:]) != nil {
+		d.bytes += grid.SlotCharge
 	}
 	del := func(b []byte, each func(k, v []byte)) error {
 		bk := tx.Bucket(b)
@@ -154,7 +215,7 @@ func deleteSI(tx *bolt.Tx, si caps.StorageIndex, d *deleted) error {
 			if inline.Get(k) == nil {
 				d.files = append(d.files, sharePath(si, int(k[siLen])))
 			}
-			d.bytes += int64(binary.BigEndian.Uint64(v))
+			d.bytes += int64(binary.BigEndian.Uint64(v)) + grid.ShareCharge
 			d.shares++
 		}
 	})
@@ -166,7 +227,7 @@ func deleteSI(tx *bolt.Tx, si caps.StorageIndex, d *deleted) error {
 	}
 	err = del(bSlotShares, func(k, v []byte) {
 		if len(v) >= 8 {
-			d.bytes += int64(len(v) - 8)
+			d.bytes += int64(len(v)-8) + grid.ShareCharge
 			d.shares++
 		}
 	})
@@ -176,7 +237,7 @@ func deleteSI(tx *bolt.Tx, si caps.StorageIndex, d *deleted) error {
 	if err := tx.Bucket(bSlots).Delete(si[:]); err != nil {
 		return err
 	}
-	return del(bLeases, nil)
+	return del(bLeases, func(_, _ []byte) { d.bytes += grid.LeaseCharge })
 }
 
 // finish removes the files of a committed deletion and updates the counts.
@@ -200,14 +261,19 @@ func (s *Server) finish(d *deleted) {
 // CancelLease implements grid.LeaseCanceller: it drops the lease of si
 // whose cancel secret matches, deleting si's shares if no lease is left.
 // Nothing held for si is ErrNotFound; no matching lease is ErrUnauthorized.
-func (s *Server) CancelLease(ctx context.Context, si caps.StorageIndex, cancelSecret [32]byte) error {
+func (s *Server) CancelLease(ctx context.Context, si caps.StorageIndex, cancelSecret [32]byte) (err error) {
+	old, err := s.enter()
+	if err != nil {
+		return err
+	}
+	defer s.contain(&err, old)
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("cancel lease on %v: %w", si, err)
 	}
 	s.delMu.Lock()
 	defer s.delMu.Unlock()
 	var d deleted
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	err = s.db.Update(func(tx *bolt.Tx) error {
 		d = deleted{}
 		if !held(tx, si) {
 			return grid.ErrNotFound
@@ -237,6 +303,7 @@ func (s *Server) CancelLease(ctx context.Context, si caps.StorageIndex, cancelSe
 			if err := leases.Delete(k); err != nil {
 				return err
 			}
+			d.bytes += grid.LeaseCharge
 		}
 		return fixExpiry(tx, si, before, had)
 	})
@@ -254,7 +321,12 @@ const sweepBatch = 256
 // Sweep deletes every storage index whose leases all expired more than
 // Grace ago and returns how many shares (immutable and slot shares) it
 // deleted. It reads only the expired front of the expiry index.
-func (s *Server) Sweep(ctx context.Context) (int, error) {
+func (s *Server) Sweep(ctx context.Context) (_ int, err error) {
+	old, err := s.enter()
+	if err != nil {
+		return 0, err
+	}
+	defer s.contain(&err, old)
 	cutoff := timeKey(s.now().Add(-s.grace))
 	total := 0
 	// Each batch deletes up to sweepBatch expiry keys, so the loop ends once
@@ -335,7 +407,8 @@ func (s *Server) sweepOnce(cutoff uint64) (n int, more bool, err error) {
 }
 
 // Run sweeps every Options.SweepEvery until ctx ends, logging what each
-// sweep deleted. It returns nil when ctx ends.
+// sweep deleted. It returns nil when ctx ends, and the failure if the
+// store fails (a failed store is not swept).
 func (s *Server) Run(ctx context.Context) error {
 	t := time.NewTicker(s.every)
 	defer t.Stop()
@@ -346,6 +419,9 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 		n, err := s.Sweep(ctx)
+		if f := s.Failure(); f != nil {
+			return f
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
 			s.log.Warn("Sweep failed", "deleted", n, "err", err)

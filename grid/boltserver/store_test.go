@@ -82,7 +82,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatalf("stale seq after reopen: %v", err)
 	}
 	st2, _ := s.Stat(t.Context())
-	if st1 != st2 || st2.Shares != 3 || st2.Used != 300_000+17+99 {
+	if st1 != st2 || st2.Shares != 3 || st2.Used != 300_000+17+99+3*grid.ShareCharge+grid.SlotCharge+2*grid.LeaseCharge {
 		t.Fatalf("Stat before close %+v, after reopen %+v", st1, st2)
 	}
 	// A lease cancel after reopen still finds the lease.
@@ -121,8 +121,10 @@ func TestWrongID(t *testing.T) {
 	}
 }
 
-// A crash can leave temp files, share files renamed but never indexed, and
-// (after disk trouble) index entries without a file. Open cleans all three.
+// A crash can leave temp files and share files renamed but never indexed;
+// disk trouble can lose indexed files. Open cleans up after each alone. Both
+// kinds of disagreement at once are what a damaged index looks like, and
+// then Open deletes nothing and reports the store failed.
 func TestOpenRepairsCrashLeftovers(t *testing.T) {
 	dir := t.TempDir()
 	s, err := boltserver.Open(dir, boltserver.Options{ID: "srv", InlineMax: -1})
@@ -134,6 +136,14 @@ func TestOpenRepairsCrashLeftovers(t *testing.T) {
 	write(t, s, kept, 0, data)
 	write(t, s, lost, 0, data)
 	s.Close()
+	reopen := func() *boltserver.Server {
+		t.Helper()
+		s, err := boltserver.Open(dir, boltserver.Options{InlineMax: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
 
 	tmp := filepath.Join(dir, "tmp", "share-123456")
 	if err := os.WriteFile(tmp, []byte("half a share"), 0o600); err != nil {
@@ -141,33 +151,39 @@ func TestOpenRepairsCrashLeftovers(t *testing.T) {
 	}
 	orphanSI := gridtest.SI()
 	orphan := filepath.Join(dir, "shares", orphanSI.String()[:2], orphanSI.String(), "3")
-	if err := os.MkdirAll(filepath.Dir(orphan), 0o700); err != nil {
-		t.Fatal(err)
+	makeOrphan := func() {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(orphan), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(orphan, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := os.WriteFile(orphan, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Remove(filepath.Join(dir, "shares", lost.String()[:2], lost.String(), "0")); err != nil {
-		t.Fatal(err)
-	}
-
-	s = open(t, dir, boltserver.Options{})
+	makeOrphan()
+	s = reopen()
 	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("temp file survived Open: %v", err)
 	}
 	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("unindexed share file survived Open: %v", err)
 	}
+	if l, err := s.ListShares(t.Context(), orphanSI); err != nil || len(l) != 0 {
+		t.Errorf("orphan listed: %v, %v", l, err)
+	}
+	s.Close()
+
+	if err := os.Remove(filepath.Join(dir, "shares", lost.String()[:2], lost.String(), "0")); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen()
 	mustRead(t, s, kept, 0, data)
 	if l, err := s.ListShares(t.Context(), lost); err != nil || len(l) != 0 {
 		t.Errorf("share whose file is gone still listed: %v, %v", l, err)
 	}
-	if l, err := s.ListShares(t.Context(), orphanSI); err != nil || len(l) != 0 {
-		t.Errorf("orphan listed: %v, %v", l, err)
-	}
 	st, _ := s.Stat(t.Context())
-	if st.Shares != 1 || st.Used != 1000 {
-		t.Errorf("Stat after repair = %+v, want 1 share of 1000 bytes", st)
+	if want := int64(1000 + grid.ShareCharge + grid.LeaseCharge); st.Shares != 1 || st.Used != want {
+		t.Errorf("Stat after repair = %+v, want 1 share, %d bytes used", st, want)
 	}
 	if err := s.Verify(t.Context()); err != nil {
 		t.Errorf("store after repair: %v", err)
@@ -175,6 +191,23 @@ func TestOpenRepairsCrashLeftovers(t *testing.T) {
 	// The lost share can be stored again.
 	write(t, s, lost, 0, data)
 	mustRead(t, s, lost, 0, data)
+	s.Close()
+
+	// Both at once: refuse, delete nothing.
+	makeOrphan()
+	if err := os.Remove(filepath.Join(dir, "shares", lost.String()[:2], lost.String(), "0")); err != nil {
+		t.Fatal(err)
+	}
+	s, err = boltserver.Open(dir, boltserver.Options{})
+	if !errors.Is(err, grid.ErrFailed) || s != nil {
+		t.Fatalf("Open of a store whose index disagrees both ways: %v, want grid.ErrFailed", err)
+	}
+	if !strings.Contains(err.Error(), "fsck --rebuild") {
+		t.Errorf("the error does not say how to repair: %v", err)
+	}
+	if _, err := os.Stat(orphan); err != nil {
+		t.Errorf("Open of a damaged store removed a share file: %v", err)
+	}
 }
 
 func TestTruncatedFileIsCorrupt(t *testing.T) {
@@ -202,7 +235,7 @@ func TestTruncatedFileIsCorrupt(t *testing.T) {
 func TestLeaseExpiryAcrossReopen(t *testing.T) {
 	dir := t.TempDir()
 	clk := gridtest.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
-	opts := boltserver.Options{ID: "srv", Now: clk.Now, Grace: time.Hour}
+	opts := boltserver.Options{ID: "srv", Now: clk.Now, Grace: time.Hour, LeaseTerm: 24 * time.Hour}
 	s, err := boltserver.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -215,11 +248,12 @@ func TestLeaseExpiryAcrossReopen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.AddLease(ctx, renewed, gridtest.NewLease("y", clk.Now().Add(30*24*time.Hour))); err != nil {
+	clk.Advance(12 * time.Hour)
+	if err := s.AddLease(ctx, renewed, gridtest.NewLease("y", clk.Now())); err != nil { // now ends at 36 h
 		t.Fatal(err)
 	}
 	s.Close()
-	clk.Advance(26 * time.Hour)
+	clk.Advance(14 * time.Hour)
 	s = open(t, dir, opts)
 	// Cancelling without the secret is refused and changes nothing.
 	if err := s.CancelLease(ctx, short, gridtest.NewLease("y", time.Time{}).CancelSecret); !errors.Is(err, grid.ErrUnauthorized) {
@@ -241,19 +275,18 @@ func TestLeaseExpiryAcrossReopen(t *testing.T) {
 // More expired storage indexes than one sweep batch holds.
 func TestSweepManyBatches(t *testing.T) {
 	clk := gridtest.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
-	s := open(t, t.TempDir(), boltserver.Options{Now: clk.Now})
+	s := open(t, t.TempDir(), boltserver.Options{Now: clk.Now, LeaseTerm: time.Hour, Grace: -1})
 	ctx := t.Context()
 	const n = 600
 	for i := range n {
-		exp := clk.Now().Add(time.Hour)
-		if i%3 == 0 {
-			exp = clk.Now().Add(48 * time.Hour)
+		if i == n-n/3 {
+			clk.Advance(50 * time.Minute) // the rest are leased later
 		}
-		if err := s.WriteSlot(ctx, gridtest.SI(), gridtest.Enabler("w"), []grid.SlotShare{{Shnum: 0, Seq: 1, Data: []byte{byte(i)}}}, gridtest.NewLease("x", exp)); err != nil {
+		if err := s.WriteSlot(ctx, gridtest.SI(), gridtest.Enabler("w"), []grid.SlotShare{{Shnum: 0, Seq: 1, Data: []byte{byte(i)}}}, gridtest.NewLease("x", clk.Now())); err != nil {
 			t.Fatal(err)
 		}
 	}
-	clk.Advance(2 * time.Hour)
+	clk.Advance(30 * time.Minute)
 	got, err := s.Sweep(ctx)
 	if err != nil || got != n-n/3 {
 		t.Fatalf("Sweep = %d, %v; want %d", got, err, n-n/3)
@@ -266,7 +299,7 @@ func TestSweepManyBatches(t *testing.T) {
 
 func TestRunSweeps(t *testing.T) {
 	clk := gridtest.NewClock(time.Now())
-	s := open(t, t.TempDir(), boltserver.Options{Now: clk.Now, SweepEvery: time.Millisecond})
+	s := open(t, t.TempDir(), boltserver.Options{Now: clk.Now, SweepEvery: time.Millisecond, LeaseTerm: time.Hour, Grace: -1})
 	si := gridtest.SI()
 	if err := s.WriteShare(t.Context(), si, 0, 1, bytes.NewReader([]byte{1}), gridtest.NewLease("x", clk.Now().Add(time.Hour))); err != nil {
 		t.Fatal(err)
@@ -333,7 +366,7 @@ func TestDiskFull(t *testing.T) {
 func TestInlineSharesReopenAndSweep(t *testing.T) {
 	dir := t.TempDir()
 	clk := gridtest.NewClock(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
-	opts := boltserver.Options{ID: "srv", Now: clk.Now, Grace: time.Hour, InlineMax: 4096}
+	opts := boltserver.Options{ID: "srv", Now: clk.Now, Grace: time.Hour, InlineMax: 4096, LeaseTerm: 24 * time.Hour}
 	s, err := boltserver.Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -348,7 +381,8 @@ func TestInlineSharesReopenAndSweep(t *testing.T) {
 			}
 		}
 	}
-	if err := s.AddLease(ctx, long, gridtest.NewLease("y", clk.Now().Add(30*24*time.Hour))); err != nil {
+	clk.Advance(12 * time.Hour)
+	if err := s.AddLease(ctx, long, gridtest.NewLease("y", clk.Now())); err != nil { // ends at 36 h
 		t.Fatal(err)
 	}
 	shareFile := func(si caps.StorageIndex, shnum int) string {
@@ -375,7 +409,7 @@ func TestInlineSharesReopenAndSweep(t *testing.T) {
 			t.Fatalf("read at the end of an inline share: %v, want io.ErrUnexpectedEOF", err)
 		}
 	}
-	if st, _ := s.Stat(ctx); st.Shares != 9 || st.Used != 3*(1000+4096+4097) {
+	if st, _ := s.Stat(ctx); st.Shares != 9 || st.Used != 3*(1000+4096+4097+3*grid.ShareCharge)+4*grid.LeaseCharge {
 		t.Fatalf("Stat after reopen = %+v", st)
 	}
 	// Same size again adds a lease; another size is refused.
@@ -389,7 +423,7 @@ func TestInlineSharesReopenAndSweep(t *testing.T) {
 	if err := s.CancelLease(ctx, cancelled, gridtest.NewLease("x", time.Time{}).CancelSecret); err != nil {
 		t.Fatal(err)
 	}
-	clk.Advance(26 * time.Hour)
+	clk.Advance(14 * time.Hour)
 	n, err := s.Sweep(ctx)
 	if err != nil || n != 3 {
 		t.Fatalf("Sweep after expiry+grace = %d, %v; want 3", n, err)
@@ -406,7 +440,7 @@ func TestInlineSharesReopenAndSweep(t *testing.T) {
 	}
 	mustRead(t, s, long, 0, small)
 	mustRead(t, s, long, 2, big)
-	if st, _ := s.Stat(ctx); st.Shares != 3 || st.Used != 1000+4096+4097 {
+	if st, _ := s.Stat(ctx); st.Shares != 3 || st.Used != 1000+4096+4097+3*grid.ShareCharge+3*grid.LeaseCharge {
 		t.Fatalf("Stat after sweep = %+v", st)
 	}
 }

@@ -20,7 +20,12 @@ import (
 // the expiry index holds exactly each si's latest expiry, and the usage
 // counters match. It reads metadata and file sizes, never share data, and
 // returns all problems found joined, each wrapping grid.ErrCorrupt.
-func (s *Server) Verify(ctx context.Context) error {
+func (s *Server) Verify(ctx context.Context) (err error) {
+	old, err := s.enter()
+	if err != nil {
+		return err
+	}
+	defer s.contain(&err, old)
 	var problems []error
 	bad := func(format string, args ...any) {
 		if len(problems) < 100 {
@@ -30,7 +35,7 @@ func (s *Server) Verify(ctx context.Context) error {
 	s.mu.Lock()
 	used, count := s.used, s.count
 	s.mu.Unlock()
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err = s.db.View(func(tx *bolt.Tx) error {
 		var sumUsed int64
 		var sumCount int
 		withData := map[caps.StorageIndex]bool{}
@@ -46,7 +51,7 @@ func (s *Server) Verify(ctx context.Context) error {
 			copy(si[:], k)
 			withData[si] = true
 			size := int64(binary.BigEndian.Uint64(v))
-			sumUsed += size
+			sumUsed += size + grid.ShareCharge
 			sumCount++
 			if d := tx.Bucket(bInline).Get(k); d != nil {
 				if int64(len(d)) != size {
@@ -88,7 +93,7 @@ func (s *Server) Verify(ctx context.Context) error {
 				bad("slot share %d of %v without a write enabler", k[siLen], si)
 			}
 			withData[si] = true
-			sumUsed += int64(len(v) - 8)
+			sumUsed += int64(len(v)-8) + grid.ShareCharge
 			sumCount++
 			return nil
 		})
@@ -123,6 +128,7 @@ func (s *Server) Verify(ctx context.Context) error {
 		err = tx.Bucket(bLeases).ForEach(func(k, v []byte) error {
 			var si caps.StorageIndex
 			copy(si[:], k)
+			sumUsed += grid.LeaseCharge
 			if len(k) != leaseKeyLen || len(v) != leaseValLen {
 				bad("lease entry %x", k)
 			} else if !withData[si] {
@@ -133,6 +139,7 @@ func (s *Server) Verify(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		sumUsed += int64(tx.Bucket(bSlots).Stats().KeyN) * grid.SlotCharge
 		if sumUsed != used || sumCount != count {
 			bad("counters say %d bytes in %d shares, index has %d in %d", used, count, sumUsed, sumCount)
 		}

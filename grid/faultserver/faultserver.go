@@ -22,6 +22,7 @@ var (
 	_ grid.Server         = (*Server)(nil)
 	_ grid.Statter        = (*Server)(nil)
 	_ grid.LeaseCanceller = (*Server)(nil)
+	_ grid.Failer         = (*Server)(nil)
 )
 
 // ErrVanished is what every call returns while the server has vanished. It
@@ -271,7 +272,8 @@ func (s *Server) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.Wr
 	return s.inner.WriteSlot(ctx, si, we, writes, lease)
 }
 
-// Stat implements grid.Statter if the wrapped server does. With Full, Used
+// Stat implements grid.Statter if the wrapped server does (else it answers
+// errors.ErrUnsupported; AsServer hides it instead). With Full, Used
 // is reported as the quota (or 1 if there is none), so the server looks full.
 func (s *Server) Stat(ctx context.Context) (grid.Stat, error) {
 	f, err := s.enter(ctx, "Stat")
@@ -323,4 +325,67 @@ func sameSlot(a, b []grid.SlotShare) bool {
 		}
 	}
 	return true
+}
+
+// Failure implements grid.Failer: the wrapped server's failure, if it can
+// fail, else nil.
+func (s *Server) Failure() error {
+	if f, ok := s.inner.(grid.Failer); ok {
+		return f.Failure()
+	}
+	return nil
+}
+
+// AsServer returns s as a grid.Server that has exactly the optional
+// abilities (grid.Statter, grid.LeaseCanceller) of the server it wraps: a
+// caller that looks for them by type assertion finds what the wrapped
+// server really offers. *Server itself always has both, and answers
+// errors.ErrUnsupported where the wrapped server lacks one.
+func (s *Server) AsServer() grid.Server {
+	_, st := s.inner.(grid.Statter)
+	_, lc := s.inner.(grid.LeaseCanceller)
+	switch {
+	case st && lc:
+		return s
+	case st:
+		return statOnly{core{s}}
+	case lc:
+		return cancelOnly{core{s}}
+	default:
+		return core{s}
+	}
+}
+
+// core is a *Server seen through grid.Server (and grid.Failer) only.
+type core struct{ s *Server }
+
+func (c core) ID() grid.ServerID { return c.s.ID() }
+func (c core) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int, size int64, r io.Reader, l grid.Lease) error {
+	return c.s.WriteShare(ctx, si, shnum, size, r, l)
+}
+func (c core) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int, off, n int64) ([]byte, error) {
+	return c.s.ReadShare(ctx, si, shnum, off, n)
+}
+func (c core) ListShares(ctx context.Context, si caps.StorageIndex) ([]grid.ShareInfo, error) {
+	return c.s.ListShares(ctx, si)
+}
+func (c core) AddLease(ctx context.Context, si caps.StorageIndex, l grid.Lease) error {
+	return c.s.AddLease(ctx, si, l)
+}
+func (c core) ReadSlot(ctx context.Context, si caps.StorageIndex) ([]grid.SlotShare, error) {
+	return c.s.ReadSlot(ctx, si)
+}
+func (c core) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.WriteEnabler, w []grid.SlotShare, l grid.Lease) error {
+	return c.s.WriteSlot(ctx, si, we, w, l)
+}
+func (c core) Failure() error { return c.s.Failure() }
+
+type statOnly struct{ core }
+
+func (v statOnly) Stat(ctx context.Context) (grid.Stat, error) { return v.s.Stat(ctx) }
+
+type cancelOnly struct{ core }
+
+func (v cancelOnly) CancelLease(ctx context.Context, si caps.StorageIndex, cancel [32]byte) error {
+	return v.s.CancelLease(ctx, si, cancel)
 }

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/sphere-grid/sphere/caps"
 	"github.com/sphere-grid/sphere/grid"
 	"github.com/sphere-grid/sphere/grid/faultserver"
 	"github.com/sphere-grid/sphere/grid/gridtest"
@@ -319,5 +322,72 @@ func TestFaultGrid(t *testing.T) {
 	}
 	if _, err := servers[1].ListShares(t.Context(), gridtest.SI()); err != nil {
 		t.Fatalf("healthy grid member: %v", err)
+	}
+}
+
+// plain is a server with none of the optional abilities.
+type plain struct{ inner grid.Server }
+
+func (p plain) ID() grid.ServerID { return p.inner.ID() }
+func (p plain) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int, size int64, r io.Reader, l grid.Lease) error {
+	return p.inner.WriteShare(ctx, si, shnum, size, r, l)
+}
+func (p plain) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int, off, n int64) ([]byte, error) {
+	return p.inner.ReadShare(ctx, si, shnum, off, n)
+}
+func (p plain) ListShares(ctx context.Context, si caps.StorageIndex) ([]grid.ShareInfo, error) {
+	return p.inner.ListShares(ctx, si)
+}
+func (p plain) AddLease(ctx context.Context, si caps.StorageIndex, l grid.Lease) error {
+	return p.inner.AddLease(ctx, si, l)
+}
+func (p plain) ReadSlot(ctx context.Context, si caps.StorageIndex) ([]grid.SlotShare, error) {
+	return p.inner.ReadSlot(ctx, si)
+}
+func (p plain) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.WriteEnabler, w []grid.SlotShare, l grid.Lease) error {
+	return p.inner.WriteSlot(ctx, si, we, w, l)
+}
+
+// The wrapper claims exactly the optional abilities of the server it wraps.
+func TestAsServerClaimsOnlyInnerAbilities(t *testing.T) {
+	v := faultserver.New(plain{memserver.New("p")}).AsServer()
+	if _, ok := v.(grid.Statter); ok {
+		t.Error("wrapper of a server without Stat claims grid.Statter")
+	}
+	if _, ok := v.(grid.LeaseCanceller); ok {
+		t.Error("wrapper of a server without CancelLease claims grid.LeaseCanceller")
+	}
+	full := faultserver.New(memserver.New("m")).AsServer()
+	if _, ok := full.(grid.Statter); !ok {
+		t.Error("wrapper of a memserver lost grid.Statter")
+	}
+	if _, ok := full.(grid.LeaseCanceller); !ok {
+		t.Error("wrapper of a memserver lost grid.LeaseCanceller")
+	}
+}
+
+// Servers whose wrapper answers Stat with errors.ErrUnsupported (the
+// *Server itself, or a remote peer that cannot say) still get shares: an
+// upload to ten of them is happy.
+func TestUnsupportedStatKeepsServerInPlacement(t *testing.T) {
+	for _, name := range []string{"*Server", "AsServer"} {
+		t.Run(name, func(t *testing.T) {
+			servers := make([]grid.Server, 10)
+			for i := range servers {
+				f := faultserver.New(plain{memserver.New(grid.ServerID(fmt.Sprint("p", i)))})
+				servers[i] = f
+				if name == "AsServer" {
+					servers[i] = f.AsServer()
+				}
+			}
+			c, err := grid.NewClient(grid.ClientConfig{Servers: servers, Convergence: bytes.Repeat([]byte{1}, 32)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			data := gridtest.Data(3, 10_000)
+			if _, err := c.Upload(t.Context(), bytes.NewReader(data), int64(len(data)), grid.UploadOptions{}); err != nil {
+				t.Fatalf("upload to servers whose Stat is unsupported: %v", err)
+			}
+		})
 	}
 }

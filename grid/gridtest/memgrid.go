@@ -26,7 +26,7 @@ func NewFaultGrid(n int) ([]grid.Server, []*faultserver.Server) {
 	faults := make([]*faultserver.Server, n)
 	for i, m := range mem {
 		faults[i] = faultserver.New(m)
-		servers[i] = faults[i]
+		servers[i] = faults[i].AsServer()
 	}
 	return servers, faults
 }

@@ -57,6 +57,7 @@ func TestServer(t *testing.T, newServer func(t *testing.T) grid.Server) {
 		{"Stat", testStat},
 		{"CancelLease", testCancelLease},
 		{"CancelLeaseSlot", testCancelLeaseSlot},
+		{"LeaseLimit", testLeaseLimit},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -703,8 +704,10 @@ func testConcurrentSameShare(t *testing.T, s grid.Server) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Used != int64(len(data)) || got.Shares != 1 {
-			t.Fatalf("Stat after concurrent identical writes = %+v, want Used %d Shares 1", got, len(data))
+		// One share, eight leases (one per writer).
+		want := int64(len(data)) + grid.ShareCharge + workers*grid.LeaseCharge
+		if got.Used != want || got.Shares != 1 {
+			t.Fatalf("Stat after concurrent identical writes = %+v, want Used %d Shares 1", got, want)
 		}
 	}
 }
@@ -769,8 +772,20 @@ func testStat(t *testing.T, s grid.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after.Used != 1800 || after.Shares != 3 {
-		t.Fatalf("Stat = %+v, want Used 1800, Shares 3", after)
+	// Share data, and metadata: 3 shares, 1 slot, 2 leases (one per si).
+	want := int64(1800 + 3*grid.ShareCharge + grid.SlotCharge + 2*grid.LeaseCharge)
+	if after.Used != want || after.Shares != 3 {
+		t.Fatalf("Stat = %+v, want Used %d (1800 bytes of data plus metadata), Shares 3", after, want)
+	}
+	// A renewal costs nothing; a second lease is charged.
+	if err := s.AddLease(ctx, si, farLease("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddLease(ctx, si, farLease("b")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := st.Stat(ctx); err != nil || got.Used != want+grid.LeaseCharge {
+		t.Fatalf("Stat after a renewal and a new lease = %+v, %v; want Used %d", got, err, want+grid.LeaseCharge)
 	}
 	if after.Quota != before.Quota {
 		t.Fatalf("Quota changed from %d to %d", before.Quota, after.Quota)
@@ -842,5 +857,59 @@ func testCancelLeaseSlot(t *testing.T, s grid.Server) {
 	// A deleted slot forgets its enabler and sequence numbers.
 	if err := s.WriteSlot(ctx, si, Enabler("new"), []grid.SlotShare{{Shnum: 0, Seq: 1}}, farLease("a")); err != nil {
 		t.Fatalf("write to a deleted slot: %v", err)
+	}
+}
+
+// testLeaseLimit: a storage index holds at most grid.MaxLeases leases; a
+// further distinct one is refused (ErrNoSpace, permanent) by AddLease,
+// WriteShare and WriteSlot, renewals still work, and cancelling one makes
+// room.
+func testLeaseLimit(t *testing.T, s grid.Server) {
+	ctx := ctxT(t)
+	si, slot := SI(), SI()
+	data := Data(90, 100)
+	writeShare(t, s, si, 0, data, farLease("l0"))
+	if err := s.WriteSlot(ctx, slot, Enabler("w"), []grid.SlotShare{{Shnum: 0, Seq: 1, Data: data}}, farLease("l0")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < grid.MaxLeases; i++ {
+		for _, x := range []caps.StorageIndex{si, slot} {
+			if err := s.AddLease(ctx, x, farLease(fmt.Sprint("l", i))); err != nil {
+				t.Fatalf("AddLease %d of %d: %v", i+1, grid.MaxLeases, err)
+			}
+		}
+	}
+	over := farLease("one too many")
+	wantRefused := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, grid.ErrNoSpace) || !grid.IsPermanent(err) {
+			t.Fatalf("%s with lease %d: %v, want a permanent ErrNoSpace", what, grid.MaxLeases+1, err)
+		}
+	}
+	wantRefused("AddLease", s.AddLease(ctx, si, over))
+	wantRefused("WriteShare of a new share", s.WriteShare(ctx, si, 1, 100, bytes.NewReader(data), over))
+	wantNoShare(t, s, si, 1)
+	wantRefused("WriteShare of a held share", s.WriteShare(ctx, si, 0, 100, bytes.NewReader(data), over))
+	wantRefused("WriteSlot", s.WriteSlot(ctx, slot, Enabler("w"), []grid.SlotShare{{Shnum: 0, Seq: 2, Data: data}}, over))
+	if got := readSlot(t, s, slot); len(got) != 1 || got[0].Seq != 1 {
+		t.Fatalf("refused slot write changed the slot: %s", fmtSlot(got))
+	}
+	// Renewals of held leases and writes under them still work.
+	if err := s.AddLease(ctx, si, farLease("l3")); err != nil {
+		t.Fatalf("renewing a held lease at the limit: %v", err)
+	}
+	writeShare(t, s, si, 2, data, farLease("l5"))
+	if err := s.WriteSlot(ctx, slot, Enabler("w"), []grid.SlotShare{{Shnum: 0, Seq: 2, Data: data}}, farLease("l7")); err != nil {
+		t.Fatalf("WriteSlot under a held lease at the limit: %v", err)
+	}
+	lc, ok := s.(grid.LeaseCanceller)
+	if !ok {
+		return
+	}
+	if err := lc.CancelLease(ctx, si, farLease("l9").CancelSecret); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddLease(ctx, si, over); err != nil {
+		t.Fatalf("AddLease after cancelling one at the limit: %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sphere-grid/sphere/caps"
@@ -22,6 +23,7 @@ var (
 	_ grid.Server         = (*Server)(nil)
 	_ grid.Statter        = (*Server)(nil)
 	_ grid.LeaseCanceller = (*Server)(nil)
+	_ grid.Failer         = (*Server)(nil)
 )
 
 // MaxShnum is the highest share number accepted (shares are numbered 0..255,
@@ -31,25 +33,41 @@ const MaxShnum = 255
 // Option configures a Server.
 type Option func(*Server)
 
-// WithQuota limits the bytes of share data the server holds; 0 means no limit.
+// WithQuota limits the bytes the server holds, share data plus metadata
+// charges (grid.ShareCharge, grid.SlotCharge, grid.LeaseCharge); 0 means no
+// limit.
 func WithQuota(bytes int64) Option { return func(s *Server) { s.quota = bytes } }
 
 // WithClock replaces time.Now, so tests can expire leases without waiting.
 func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
 
-// WithGrace sets how long after its last lease expires Sweep keeps an entry.
-func WithGrace(d time.Duration) Option { return func(s *Server) { s.grace = d } }
+// WithGrace sets how long after its last lease expires Sweep keeps an entry
+// (default grid.DefaultLeaseGrace; zero or negative: not at all).
+func WithGrace(d time.Duration) Option { return func(s *Server) { s.grace = max(d, 0) } }
+
+// WithLeaseTerm sets how long an added or renewed lease lasts (default
+// grid.DefaultLeaseTerm).
+func WithLeaseTerm(d time.Duration) Option {
+	return func(s *Server) {
+		if d > 0 {
+			s.term = d
+		}
+	}
+}
 
 // Server holds shares in maps under one mutex. It is safe for concurrent use.
 type Server struct {
 	id    grid.ServerID
 	quota int64
 	now   func() time.Time
+	term  time.Duration
 	grace time.Duration
+
+	failed atomic.Pointer[grid.FailedError]
 
 	mu       sync.Mutex
 	entries  map[caps.StorageIndex]*entry
-	used     int64 // bytes of share data held
+	used     int64 // bytes of share data held plus metadata charges
 	reserved int64 // bytes promised to WriteShare calls still reading
 }
 
@@ -68,7 +86,8 @@ type slot struct {
 
 // New returns an empty server with identity id.
 func New(id grid.ServerID, opts ...Option) *Server {
-	s := &Server{id: id, now: time.Now, entries: make(map[caps.StorageIndex]*entry)}
+	s := &Server{id: id, now: time.Now, term: grid.DefaultLeaseTerm, grace: grid.DefaultLeaseGrace,
+		entries: make(map[caps.StorageIndex]*entry)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -85,6 +104,9 @@ func (s *Server) fits(n int64) bool {
 
 // WriteShare implements grid.Server.
 func (s *Server) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int, size int64, r io.Reader, lease grid.Lease) error {
+	if f := s.failed.Load(); f != nil {
+		return f
+	}
 	if err := checkShnum(shnum); err != nil {
 		return fmt.Errorf("write share %d of %v: %w", shnum, si, err)
 	}
@@ -101,7 +123,10 @@ func (s *Server) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int
 				s.mu.Unlock()
 				return fmt.Errorf("write share %d of %v: held with size %d, not %d", shnum, si, len(old), size)
 			}
-			addLease(e, lease)
+			if err := s.addLease(e, lease, false); err != nil {
+				s.mu.Unlock()
+				return fmt.Errorf("write share %d of %v: %w", shnum, si, err)
+			}
 			s.mu.Unlock()
 			// Drain so a streaming caller is not left blocked; bounded by size.
 			if _, err := io.Copy(io.Discard, io.LimitReader(r, size+1)); err != nil {
@@ -110,18 +135,25 @@ func (s *Server) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int
 			return nil
 		}
 	}
-	if !s.fits(size) {
+	if e := s.entries[si]; e != nil {
+		if err := s.leaseRoom(e, lease); err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("write share %d of %v: %w", shnum, si, err)
+		}
+	}
+	charge := size + grid.ShareCharge + grid.LeaseCharge
+	if !s.fits(charge) {
 		s.mu.Unlock()
 		return fmt.Errorf("write share %d of %v (%d bytes): %w", shnum, si, size, grid.ErrNoSpace)
 	}
-	s.reserved += size
+	s.reserved += charge
 	s.mu.Unlock()
 
 	data, err := readExactly(ctx, r, size)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.reserved -= size
+	s.reserved -= charge
 	if err != nil {
 		return fmt.Errorf("write share %d of %v: %w", shnum, si, err)
 	}
@@ -133,16 +165,25 @@ func (s *Server) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int
 		if int64(len(old)) != size {
 			return fmt.Errorf("write share %d of %v: held with size %d, not %d", shnum, si, len(old), size)
 		}
-	} else {
-		e.shares[shnum] = data
-		s.used += size
 	}
-	addLease(e, lease)
+	if err := s.addLease(e, lease, true); err != nil {
+		if len(e.shares) == 0 && e.slot == nil {
+			delete(s.entries, si)
+		}
+		return fmt.Errorf("write share %d of %v: %w", shnum, si, err)
+	}
+	if _, ok := e.shares[shnum]; !ok {
+		e.shares[shnum] = data
+		s.used += size + grid.ShareCharge
+	}
 	return nil
 }
 
 // ReadShare implements grid.Server.
 func (s *Server) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int, off, length int64) ([]byte, error) {
+	if f := s.failed.Load(); f != nil {
+		return nil, f
+	}
 	if off < 0 || length < 0 {
 		return nil, fmt.Errorf("read share %d of %v: negative offset %d or length %d", shnum, si, off, length)
 	}
@@ -171,6 +212,9 @@ func (s *Server) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int,
 
 // ListShares implements grid.Server.
 func (s *Server) ListShares(ctx context.Context, si caps.StorageIndex) ([]grid.ShareInfo, error) {
+	if f := s.failed.Load(); f != nil {
+		return nil, f
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("list shares of %v: %w", si, err)
 	}
@@ -188,6 +232,9 @@ func (s *Server) ListShares(ctx context.Context, si caps.StorageIndex) ([]grid.S
 
 // AddLease implements grid.Server.
 func (s *Server) AddLease(ctx context.Context, si caps.StorageIndex, lease grid.Lease) error {
+	if f := s.failed.Load(); f != nil {
+		return f
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("add lease on %v: %w", si, err)
 	}
@@ -197,12 +244,17 @@ func (s *Server) AddLease(ctx context.Context, si caps.StorageIndex, lease grid.
 	if e == nil {
 		return fmt.Errorf("add lease on %v: %w", si, grid.ErrNotFound)
 	}
-	addLease(e, lease)
+	if err := s.addLease(e, lease, false); err != nil {
+		return fmt.Errorf("add lease on %v: %w", si, err)
+	}
 	return nil
 }
 
 // ReadSlot implements grid.Server.
 func (s *Server) ReadSlot(ctx context.Context, si caps.StorageIndex) ([]grid.SlotShare, error) {
+	if f := s.failed.Load(); f != nil {
+		return nil, f
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("read slot %v: %w", si, err)
 	}
@@ -221,6 +273,9 @@ func (s *Server) ReadSlot(ctx context.Context, si caps.StorageIndex) ([]grid.Slo
 
 // WriteSlot implements grid.Server.
 func (s *Server) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.WriteEnabler, writes []grid.SlotShare, lease grid.Lease) error {
+	if f := s.failed.Load(); f != nil {
+		return f
+	}
 	if err := checkSlotWrites(writes); err != nil {
 		return fmt.Errorf("write slot %v: %w", si, err)
 	}
@@ -239,6 +294,17 @@ func (s *Server) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.Wr
 		if subtle.ConstantTimeCompare(sl.we[:], we[:]) != 1 {
 			return fmt.Errorf("write slot %v: %w", si, grid.ErrBadWriteEnabler)
 		}
+	} else {
+		grow += grid.SlotCharge
+	}
+	var leaseGrow int64 = grid.LeaseCharge // a new lease; addLease counts it
+	if e != nil {
+		if err := s.leaseRoom(e, lease); err != nil {
+			return fmt.Errorf("write slot %v: %w", si, err)
+		}
+		if _, ok := e.leases[lease.RenewSecret]; ok {
+			leaseGrow = 0
+		}
 	}
 	for _, w := range writes {
 		var oldLen int64
@@ -250,9 +316,12 @@ func (s *Server) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.Wr
 				oldLen = int64(len(old.Data))
 			}
 		}
+		if sl == nil || !hasShare(sl, w.Shnum) {
+			grow += grid.ShareCharge
+		}
 		grow += int64(len(w.Data)) - oldLen
 	}
-	if grow > 0 && !s.fits(grow) {
+	if grow+leaseGrow > 0 && !s.fits(grow+leaseGrow) {
 		return fmt.Errorf("write slot %v (%d more bytes): %w", si, grow, grid.ErrNoSpace)
 	}
 	if e == nil {
@@ -266,22 +335,37 @@ func (s *Server) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.Wr
 		e.slot.shares[w.Shnum] = w
 	}
 	s.used += grow
-	addLease(e, lease)
+	if err := s.addLease(e, lease, true); err != nil { // checked above: cannot fail
+		return fmt.Errorf("write slot %v: %w", si, err)
+	}
 	return nil
+}
+
+func hasShare(sl *slot, shnum int) bool {
+	_, ok := sl.shares[shnum]
+	return ok
 }
 
 // Stat implements grid.Statter.
 func (s *Server) Stat(ctx context.Context) (grid.Stat, error) {
+	if f := s.failed.Load(); f != nil {
+		return grid.Stat{}, f
+	}
 	if err := ctx.Err(); err != nil {
 		return grid.Stat{}, fmt.Errorf("stat: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := grid.Stat{Quota: s.quota, Used: s.used}
+	soon := s.now().Add(grid.ExpiringWindow)
 	for _, e := range s.entries {
-		st.Shares += len(e.shares)
+		n := len(e.shares)
 		if e.slot != nil {
-			st.Shares += len(e.slot.shares)
+			n += len(e.slot.shares)
+		}
+		st.Shares += n
+		if lastExpiry(e).Before(soon) {
+			st.ExpiringSoon += n
 		}
 	}
 	return st, nil
@@ -290,6 +374,9 @@ func (s *Server) Stat(ctx context.Context) (grid.Stat, error) {
 // CancelLease implements grid.LeaseCanceller. It returns ErrNotFound if
 // nothing is held for si and ErrUnauthorized if no lease has cancelSecret.
 func (s *Server) CancelLease(ctx context.Context, si caps.StorageIndex, cancelSecret [32]byte) error {
+	if f := s.failed.Load(); f != nil {
+		return f
+	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("cancel lease on %v: %w", si, err)
 	}
@@ -303,6 +390,7 @@ func (s *Server) CancelLease(ctx context.Context, si caps.StorageIndex, cancelSe
 	for k, l := range e.leases {
 		if subtle.ConstantTimeCompare(l.CancelSecret[:], cancelSecret[:]) == 1 {
 			delete(e.leases, k)
+			s.used -= grid.LeaseCharge
 			found = true
 		}
 	}
@@ -319,6 +407,9 @@ func (s *Server) CancelLease(ctx context.Context, si caps.StorageIndex, cancelSe
 // expired more than the grace period ago, and returns how many shares
 // (immutable and slot shares) it deleted.
 func (s *Server) Sweep(ctx context.Context) (int, error) {
+	if f := s.failed.Load(); f != nil {
+		return 0, f
+	}
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("sweep: %w", err)
 	}
@@ -327,14 +418,10 @@ func (s *Server) Sweep(ctx context.Context) (int, error) {
 	defer s.mu.Unlock()
 	n := 0
 	for si, e := range s.entries {
-		live := false
-		for _, l := range e.leases {
-			if !l.Expires.Before(cutoff) {
-				live = true
-				break
-			}
+		if !lastExpiry(e).Before(cutoff) {
+			continue
 		}
-		if !live {
+		{
 			n += len(e.shares)
 			if e.slot != nil {
 				n += len(e.slot.shares)
@@ -348,14 +435,27 @@ func (s *Server) Sweep(ctx context.Context) (int, error) {
 // drop deletes everything held for si. Callers hold s.mu.
 func (s *Server) drop(si caps.StorageIndex, e *entry) {
 	for _, d := range e.shares {
-		s.used -= int64(len(d))
+		s.used -= int64(len(d)) + grid.ShareCharge
 	}
 	if e.slot != nil {
+		s.used -= grid.SlotCharge
 		for _, sh := range e.slot.shares {
-			s.used -= int64(len(sh.Data))
+			s.used -= int64(len(sh.Data)) + grid.ShareCharge
 		}
 	}
+	s.used -= int64(len(e.leases)) * grid.LeaseCharge
 	delete(s.entries, si)
+}
+
+// lastExpiry is when the last of e's leases ends.
+func lastExpiry(e *entry) time.Time {
+	var t time.Time
+	for _, l := range e.leases {
+		if l.Expires.After(t) {
+			t = l.Expires
+		}
+	}
+	return t
 }
 
 // entry returns the entry for si, creating it. Callers hold s.mu.
@@ -368,17 +468,48 @@ func (s *Server) entry(si caps.StorageIndex) *entry {
 	return e
 }
 
-// addLease adds l or extends the lease with the same renew secret to the
-// later expiry; the first cancel secret stays.
-func addLease(e *entry, l grid.Lease) {
+// leaseRoom checks that l can be added to e: it is held already, or e has
+// fewer than grid.MaxLeases (after dropping an expired one if at the
+// limit). Callers hold s.mu.
+func (s *Server) leaseRoom(e *entry, l grid.Lease) error {
+	if _, ok := e.leases[l.RenewSecret]; ok || len(e.leases) < grid.MaxLeases {
+		return nil
+	}
+	now := s.now()
+	for k, old := range e.leases {
+		if old.Expires.Before(now) {
+			delete(e.leases, k)
+			s.used -= grid.LeaseCharge
+			return nil
+		}
+	}
+	return grid.ErrLeaseLimit
+}
+
+// addLease adds l or renews the lease with the same renew secret (the
+// first cancel secret stays); the lease then ends the server's term from
+// now, whatever l.Expires says. A new lease must fit grid.MaxLeases and,
+// unless reserved says its charge is already counted, the quota. Callers
+// hold s.mu.
+func (s *Server) addLease(e *entry, l grid.Lease, reserved bool) error {
+	exp := s.now().Add(s.term)
 	if old, ok := e.leases[l.RenewSecret]; ok {
-		if l.Expires.After(old.Expires) {
-			old.Expires = l.Expires
+		if exp.After(old.Expires) {
+			old.Expires = exp
 			e.leases[l.RenewSecret] = old
 		}
-		return
+		return nil
 	}
+	if err := s.leaseRoom(e, l); err != nil {
+		return err
+	}
+	if !reserved && !s.fits(grid.LeaseCharge) {
+		return fmt.Errorf("lease: %w", grid.ErrNoSpace)
+	}
+	l.Expires = exp
 	e.leases[l.RenewSecret] = l
+	s.used += grid.LeaseCharge
+	return nil
 }
 
 func checkShnum(shnum int) error {
@@ -439,4 +570,20 @@ func (c *ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
+}
+
+// Fail takes the server out of service, as a disk store that found itself
+// damaged does: every later call returns a *grid.FailedError with cause.
+// It returns that error.
+func (s *Server) Fail(cause error) error {
+	s.failed.CompareAndSwap(nil, &grid.FailedError{Store: "memory:" + string(s.id), Cause: cause})
+	return s.failed.Load()
+}
+
+// Failure implements grid.Failer.
+func (s *Server) Failure() error {
+	if f := s.failed.Load(); f != nil {
+		return f
+	}
+	return nil
 }

@@ -25,3 +25,18 @@ func TestSweep(t *testing.T) {
 		return s, s
 	})
 }
+
+func TestExpiringSoon(t *testing.T) {
+	gridtest.TestExpiringSoon(t, func(t *testing.T, now func() time.Time) grid.Server {
+		return memserver.New("mem-exp", memserver.WithClock(now))
+	})
+}
+
+func TestFailed(t *testing.T) {
+	gridtest.TestFailed(t, func(t *testing.T) gridtest.Failing { return memserver.New("mem-failed") })
+}
+
+func TestLeaseFlood(t *testing.T) {
+	const quota = 1 << 20
+	gridtest.TestLeaseFlood(t, memserver.New("mem-flood", memserver.WithQuota(quota)), quota)
+}

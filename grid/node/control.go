@@ -63,6 +63,17 @@ type Status struct {
 	Admin      bool   `json:"admin"`
 	AdminID    string `json:"adminId,omitempty"`
 	ListSerial uint64 `json:"listSerial"`
+	// FailedStores are stores out of service because they found their
+	// storage damaged (they answer every call with the failure); their
+	// space is not in the totals. Repair: stop the node, then
+	// sphere store fsck --rebuild DIR.
+	FailedStores []FailedStore `json:"failedStores,omitempty"`
+}
+
+// FailedStore is one store out of service, and why.
+type FailedStore struct {
+	Dir   string `json:"dir"`
+	Error string `json:"error"`
 }
 
 // InviteRequest is the body of POST /v1/invite.

@@ -51,7 +51,7 @@ func storageClient(t *testing.T, psk []byte, n *Node) *p2p.Client {
 func TestLeaseSweeperWithInjectedClock(t *testing.T) {
 	psk := newPSK(t)
 	clock := &fakeClock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	n := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), Now: clock.Now, Grace: time.Hour, SweepEvery: 20 * time.Millisecond})
+	n := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), Now: clock.Now, Grace: time.Hour, LeaseTerm: 24 * time.Hour, SweepEvery: 20 * time.Millisecond})
 	srv := storageClient(t, psk, n.Node)
 	ctx := context.Background()
 	data := []byte("share")
@@ -62,7 +62,7 @@ func TestLeaseSweeperWithInjectedClock(t *testing.T) {
 		l.RenewSecret[0], l.CancelSecret[0], l.Expires = b, b, exp
 		return l
 	}
-	day := 24 * time.Hour
+	day := 24 * time.Hour // what the client asks for; the node's term decides
 	for _, si := range []caps.StorageIndex{kept, dropped} {
 		if err := srv.WriteShare(ctx, si, 0, int64(len(data)), bytes.NewReader(data), lease(si[0], clock.Now().Add(day))); err != nil {
 			t.Fatal(err)
@@ -72,11 +72,13 @@ func TestLeaseSweeperWithInjectedClock(t *testing.T) {
 	if err := srv.CancelLease(ctx, dropped, [32]byte{9}); !errors.Is(err, grid.ErrUnauthorized) {
 		t.Fatalf("cancel with a wrong secret: %v, want ErrUnauthorized", err)
 	}
-	// Renew one lease for ten days, then move past expiry + grace.
-	if err := srv.AddLease(ctx, kept, lease(kept[0], clock.Now().Add(10*day))); err != nil {
+	// Renew one lease half a day later (the server dates it: it now ends
+	// at 36 h), then move past the other's expiry + grace.
+	clock.Add(12 * time.Hour)
+	if err := srv.AddLease(ctx, kept, lease(kept[0], clock.Now())); err != nil {
 		t.Fatal(err)
 	}
-	clock.Add(day + 2*time.Hour)
+	clock.Add(14 * time.Hour)
 	waitFor(t, "the sweeper to collect the unrenewed share", func() bool {
 		l, err := srv.ListShares(ctx, dropped)
 		return err == nil && len(l) == 0

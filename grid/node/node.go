@@ -82,8 +82,11 @@ type Config struct {
 	// HolePunching switches on libp2p hole punching (off by default).
 	HolePunching bool
 	// Grace is how long a share outlives its last lease before the
-	// sweeper deletes it (zero: the store's default).
+	// sweeper deletes it (zero: grid.DefaultLeaseGrace; negative: none).
 	Grace time.Duration
+	// LeaseTerm is how long a lease added or renewed on this node's
+	// stores lasts (zero: grid.DefaultLeaseTerm).
+	LeaseTerm time.Duration
 	// Now is the clock of leases and the sweeper (nil: time.Now).
 	Now func() time.Time
 	// SweepEvery is how often expired shares are collected (zero: the
@@ -486,8 +489,12 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 			stores = append(stores, lp.store)
 		}
 	}
-	soon := n.cfg.Now().Add(7 * 24 * time.Hour)
+	soon := n.cfg.Now().Add(grid.ExpiringWindow)
 	for _, s := range stores {
+		if f := s.Failure(); f != nil {
+			st.FailedStores = append(st.FailedStores, FailedStore{Dir: s.Dir(), Error: f.Error()})
+			continue
+		}
 		gs, err := s.Stat(ctx)
 		if err != nil {
 			return Status{}, fmt.Errorf("status: %w", err)

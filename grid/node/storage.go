@@ -33,10 +33,17 @@ type expiryCounter interface {
 func openServedStore(h host.Host, dir string, quota int64, cfg Config, log *slog.Logger) (*servedStore, error) {
 	s, err := boltserver.Open(dir, boltserver.Options{
 		ID: grid.ServerID(h.ID()), Quota: quota, Now: cfg.Now, Grace: cfg.Grace,
-		SweepEvery: cfg.SweepEvery, Logger: log,
+		LeaseTerm: cfg.LeaseTerm, SweepEvery: cfg.SweepEvery, Logger: log,
 	})
-	if err != nil {
+	switch {
+	case errors.Is(err, boltserver.ErrInUse):
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	case err != nil:
+		// A damaged store must not take the node (and the other stores of
+		// the local grid) down: serve a stand-in that answers every call
+		// with the failure, and name it in status.
+		log.Error("Store failed to open; serving it as failed", "dir", dir, "err", err)
+		s = boltserver.NewFailed(dir, grid.ServerID(h.ID()), err)
 	}
 	svc := p2p.Serve(h, s, p2p.ServeOptions{Logger: log})
 	return &servedStore{Server: s, svc: svc, log: log}, nil
@@ -44,6 +51,9 @@ func openServedStore(h host.Host, dir string, quota int64, cfg Config, log *slog
 
 // run sweeps expired leases until ctx ends.
 func (s *servedStore) run(ctx context.Context) {
+	if s.Failure() != nil {
+		return // a failed store is not swept
+	}
 	if err := s.Server.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Error("Lease sweeper stopped", "err", err)
 	}

@@ -33,7 +33,9 @@ type Config struct {
 type NodeConfig struct {
 	// Listen are libp2p multiaddrs the node listens on (ports chosen at init).
 	Listen []string `json:"listen,omitempty"`
-	// Quota is the bytes this node offers to store for others (0: no limit).
+	// Quota is the bytes this home's stores hold in total, share data and
+	// metadata (0: no limit), split evenly among them (StoreQuota). Init
+	// sets DefaultQuota; sphere init --quota or editing this changes it.
 	Quota int64 `json:"quota,omitempty"`
 	// Peers are peers joined via invites: "<multiaddr>/p2p/<peer id>".
 	Peers []string `json:"peers,omitempty"`
@@ -106,6 +108,11 @@ func Init(dir string, localServers int) (*Home, error) {
 			return nil, fmt.Errorf("init: %w", err)
 		}
 	}
+	q, err := DefaultQuota(dir)
+	if err != nil {
+		return nil, fmt.Errorf("init: %w", err)
+	}
+	h.Config.Node.Quota = q
 	if err := h.Save(); err != nil {
 		return nil, err
 	}

@@ -100,10 +100,16 @@ func readFull(s network.Stream, b []byte, dl deadliner) error {
 	return nil
 }
 
-// writeAll writes b to s, renewing the write deadline per chunk.
+// writeAll writes b to s, renewing the write deadline per chunk. Under a
+// rate floor the chunks are small, since a write's deadline allows for its
+// whole length at the floor's rate.
 func writeAll(s network.Stream, b []byte, dl deadliner) error {
+	chunk := 1 << 20
+	if dl.floor != nil {
+		chunk = 64 << 10
+	}
 	for len(b) > 0 {
-		n := min(len(b), 1<<20)
+		n := min(len(b), chunk)
 		if err := s.SetWriteDeadline(dl.next(n)); err != nil {
 			return err
 		}

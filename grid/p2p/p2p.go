@@ -79,14 +79,15 @@ type ServeOptions struct {
 	// goes to the store in the store's buffers).
 	MaxBufferedBytes int64
 	// MaxBufferedBytesPerPeer bounds the same for one peer; default
-	// MaxBufferedBytes / 8, at least MaxMessageSize and MaxSlotSize.
+	// MaxBufferedBytes / 8, or room for a MaxSlotSize slot if that is
+	// larger (but at most MaxBufferedBytes / 2).
 	MaxBufferedBytesPerPeer int64
 	// MaxBufferedBytesPerSource bounds the same for one source (see
 	// MaxStreamsPerSource); default MaxBufferedBytes / 2, at least
 	// MaxBufferedBytesPerPeer.
 	MaxBufferedBytesPerSource int64
 	// MaxSlotSize bounds the share data of one version 2 ReadSlot or
-	// WriteSlot.
+	// WriteSlot; it is lowered to fit MaxBufferedBytesPerPeer.
 	MaxSlotSize int64
 	// ReadPiece is the most share data read from the store at once for a
 	// ReadShare; longer reads are answered piece by piece.
@@ -138,16 +139,21 @@ func (o ServeOptions) withDefaults() ServeOptions {
 	if o.RateGrace <= 0 {
 		o.RateGrace = DefaultRateGrace
 	}
-	// One request's memory must fit each budget it is counted in.
-	need := max(int64(o.MaxMessageSize), o.MaxSlotSize, int64(o.ReadPiece))
+	// The budgets are what the operator set; limits that cannot fit in
+	// them shrink. One request must fit each budget it is counted in.
+	need := max(int64(o.MaxMessageSize), int64(o.ReadPiece))
 	if o.MaxBufferedBytes <= 0 {
 		o.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
 	o.MaxBufferedBytes = max(o.MaxBufferedBytes, need)
+	o.MaxSlotSize = min(o.MaxSlotSize, o.MaxBufferedBytes)
 	if o.MaxBufferedBytesPerPeer <= 0 {
-		o.MaxBufferedBytesPerPeer = o.MaxBufferedBytes / 8
+		// Room for one full slot, unless that would let one peer take
+		// more than one source may.
+		o.MaxBufferedBytesPerPeer = max(o.MaxBufferedBytes/8, min(o.MaxSlotSize, o.MaxBufferedBytes/2))
 	}
 	o.MaxBufferedBytesPerPeer = min(max(o.MaxBufferedBytesPerPeer, need), o.MaxBufferedBytes)
+	o.MaxSlotSize = min(o.MaxSlotSize, o.MaxBufferedBytesPerPeer)
 	if o.MaxBufferedBytesPerSource <= 0 {
 		o.MaxBufferedBytesPerSource = o.MaxBufferedBytes / 2
 	}

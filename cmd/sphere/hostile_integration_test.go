@@ -60,6 +60,7 @@ func TestHostileMember(t *testing.T) {
 		run  func(t *testing.T, g *hostileGrid)
 	}{
 		{"readFlood", attackReadFlood},
+		{"slotReadFlood", attackSlotReadFlood},
 		{"trickle", attackTrickle},
 		{"throwawayIdentities", attackIdentities},
 		{"diskFill", attackDiskFill},
@@ -282,6 +283,32 @@ func attackReadFlood(t *testing.T, g *hostileGrid) {
 	}
 	time.Sleep(time.Second) // the victim takes them up
 	t.Logf("%d flood streams opened", opened)
+	g.checkVictim(t)
+	g.honestPutGet(t) // during the flood
+}
+
+// attackSlotReadFlood: the hostile member writes a 64 MiB mutable slot on
+// the victim (version 2 carries it), then it and eight throwaway
+// identities ask for it 48 times and never read. A store returns a slot
+// whole, so the victim runs one slot read per source and counts each
+// answer in the budget.
+func attackSlotReadFlood(t *testing.T, g *hostileGrid) {
+	cl := p2p.NewClient(g.attacker, g.victimID, p2p.ClientOptions{})
+	var si caps.StorageIndex
+	_, _ = rand.Read(si[:])
+	writes := []grid.SlotShare{{Shnum: 0, Seq: 1, Data: make([]byte, 32<<20)}, {Shnum: 1, Seq: 1, Data: make([]byte, 32<<20)}}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := cl.WriteSlot(ctx, si, grid.WriteEnabler{1}, writes, grid.Lease{Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatalf("hostile member writes a 64 MiB slot on the victim: %v", err)
+	}
+	req := append([]byte{2, 5, 0, 0, 0, 16}, si[:]...)
+	opened := len(g.openRaw(t, g.attacker, 24, req))
+	for range 8 {
+		opened += len(g.openRaw(t, g.newHost(t, nil), 3, req))
+	}
+	time.Sleep(2 * time.Second) // the victim reads the slot for as many as it will
+	t.Logf("%d slot flood streams opened", opened)
 	g.checkVictim(t)
 	g.honestPutGet(t) // during the flood
 }

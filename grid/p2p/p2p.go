@@ -41,8 +41,9 @@ const (
 	DefaultMinRate   = 8 << 10
 	DefaultRateGrace = 10 * time.Second
 	// DefaultMaxSlotReads bounds store ReadSlot calls running at once
-	// (their result is in memory before its size is known).
-	DefaultMaxSlotReads = 4
+	// (their result is in memory before its size is known); one source
+	// runs one at a time.
+	DefaultMaxSlotReads = 2
 )
 
 var (

@@ -51,9 +51,10 @@ type Service struct {
 // streams being served or waiting, sem the ones being served, buffered the
 // bytes they hold.
 type bucket struct {
-	sem      *semaphore.Weighted
-	buffered *semaphore.Weighted
-	refs     int
+	sem       *semaphore.Weighted
+	buffered  *semaphore.Weighted
+	slotReads *semaphore.Weighted // sources only: one store slot read at a time
+	refs      int
 }
 
 // Stats is a snapshot of what a Service holds, for status pages and tests.
@@ -227,8 +228,9 @@ func (sv *Service) enter(s network.Stream, p peer.ID, src string) (ps, sb *bucke
 	sb = sv.sources[src]
 	if sb == nil {
 		sb = &bucket{
-			sem:      semaphore.NewWeighted(int64(sv.opts.MaxStreamsPerSource)),
-			buffered: semaphore.NewWeighted(sv.opts.MaxBufferedBytesPerSource),
+			sem:       semaphore.NewWeighted(int64(sv.opts.MaxStreamsPerSource)),
+			buffered:  semaphore.NewWeighted(sv.opts.MaxBufferedBytesPerSource),
+			slotReads: semaphore.NewWeighted(1),
 		}
 		sv.sources[src] = sb
 	}
@@ -486,12 +488,19 @@ func (sv *Service) shareEnd(ctx context.Context, req *wire.Request) (int64, erro
 }
 
 // readSlot answers a ReadSlot. The store returns the whole slot at once,
-// before its size is known, so store reads run at most MaxSlotReads at a
-// time and their result is counted in the budget as soon as it is known.
+// before its size is known, so store reads run one per source and at most
+// MaxSlotReads in all at a time, and their result is counted in the budget
+// as soon as it is known: memory not yet counted is at most MaxSlotReads
+// slots.
 func (sv *Service) readSlot(ctx context.Context, s network.Stream, v uint8, res *reservation, dl deadliner, req *wire.Request, log *slog.Logger) error {
 	m := wire.MethodReadSlot
 	wctx, cancel := context.WithTimeout(ctx, sv.opts.IdleTimeout/4)
-	err := sv.slotReads.Acquire(wctx, 1)
+	err := res.src.slotReads.Acquire(wctx, 1)
+	if err == nil {
+		if err = sv.slotReads.Acquire(wctx, 1); err != nil {
+			res.src.slotReads.Release(1)
+		}
+	}
 	cancel()
 	if err != nil {
 		sv.refused.Add(1)
@@ -502,10 +511,19 @@ func (sv *Service) readSlot(ctx context.Context, s network.Stream, v uint8, res 
 	for _, sh := range slot {
 		size += int64(len(sh.Data))
 	}
-	if err == nil {
+	switch {
+	case err != nil:
+	case v == wire.V1 && size+int64(4+16*len(slot)) > int64(sv.opts.MaxMessageSize):
+		err = fmt.Errorf("slot of %d bytes exceeds the version 1 message limit of %d; speak %s", size, sv.opts.MaxMessageSize, ProtocolID)
+	case size > sv.opts.MaxSlotSize:
+		err = fmt.Errorf("slot of %d bytes exceeds limit %d", size, sv.opts.MaxSlotSize)
+	case v == wire.V1:
+		err = res.grow(ctx, 2*size) // the slot and its encoded copy
+	default:
 		err = res.grow(ctx, size)
 	}
 	sv.slotReads.Release(1)
+	res.src.slotReads.Release(1)
 	if err != nil {
 		if !grid.IsPermanent(err) {
 			log.Debug("Store error", slog.String("method", m.String()), slog.Any("err", err))
@@ -513,21 +531,12 @@ func (sv *Service) readSlot(ctx context.Context, s network.Stream, v uint8, res 
 		return sv.respondErr(s, v, dl, m, err)
 	}
 	if v == wire.V1 {
-		if size+int64(4+16*len(slot)) > int64(sv.opts.MaxMessageSize) {
-			return sv.respondErr(s, v, dl, m, fmt.Errorf("slot of %d bytes exceeds the version 1 message limit of %d; speak %s", size, sv.opts.MaxMessageSize, ProtocolID))
-		}
-		if err := res.grow(ctx, size); err != nil { // the encoded copy
-			return sv.respondErr(s, v, dl, m, err)
-		}
 		msg, err := wire.AppendResponse(make([]byte, 0, wire.ResponseHeaderSize+4+16*len(slot)+int(size)), v, m, &wire.Response{Status: wire.StatusOK, Slot: slot})
 		if err != nil {
 			return sv.respondErr(s, v, dl, m, err)
 		}
 		dl.restart()
 		return writeAll(s, msg, dl)
-	}
-	if size > sv.opts.MaxSlotSize {
-		return sv.respondErr(s, v, dl, m, fmt.Errorf("slot of %d bytes exceeds limit %d", size, sv.opts.MaxSlotSize))
 	}
 	if err := sv.respond(s, v, dl, m, &wire.Response{Heads: wire.Heads(slot)}); err != nil {
 		return err

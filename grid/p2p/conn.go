@@ -38,32 +38,42 @@ type deadliner struct {
 
 // rateFloor is the minimum average rate of one phase of a stream (a
 // request arriving, share data moving): after grace, n bytes must have
-// moved by start + grace + n/rate.
+// moved by start + grace + n/rate. Its clock runs only while an operation
+// on the stream is under way, so time the server spends on its own (in the
+// store, waiting for budget or a slot) is not charged to the peer.
 type rateFloor struct {
-	start time.Time
-	grace time.Duration
-	rate  float64 // bytes per second
-	n     int64   // bytes moved since start
+	start    time.Time
+	grace    time.Duration
+	rate     float64   // bytes per second
+	n        int64     // bytes moved since start
+	idleFrom time.Time // end of the last operation; zero while one runs
 }
 
 // restart begins a new phase of the floor (no-op without one).
 func (d deadliner) restart() {
 	if d.floor != nil {
-		d.floor.start, d.floor.n = time.Now(), 0
+		d.floor.start, d.floor.n, d.floor.idleFrom = time.Now(), 0, time.Time{}
 	}
 }
 
-// moved records k bytes moved.
+// moved records the end of an operation that moved k bytes.
 func (d deadliner) moved(k int) {
-	if d.floor != nil {
-		d.floor.n += int64(k)
+	if f := d.floor; f != nil {
+		f.n += int64(k)
+		f.idleFrom = time.Now()
 	}
 }
 
-// next is the deadline for an operation that must move k more bytes.
+// next is the deadline for an operation, starting now, that must move k
+// more bytes.
 func (d deadliner) next(k int) time.Time {
-	t := time.Now().Add(d.idle)
+	now := time.Now()
+	t := now.Add(d.idle)
 	if f := d.floor; f != nil {
+		if !f.idleFrom.IsZero() { // the gap since the last operation was ours
+			f.start = f.start.Add(now.Sub(f.idleFrom))
+			f.idleFrom = time.Time{}
+		}
 		by := f.start.Add(f.grace + time.Duration(float64(f.n+int64(k))/f.rate*float64(time.Second)))
 		if by.Before(t) {
 			t = by

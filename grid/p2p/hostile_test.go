@@ -466,3 +466,25 @@ func TestServeOptionBudgets(t *testing.T) {
 		t.Errorf("small budget: %+v", s)
 	}
 }
+
+// TestWaitIsNotTrickle: a request that waits for a slot longer than the
+// rate floor's grace is served, not cut off: waiting is the server's time.
+func TestWaitIsNotTrickle(t *testing.T) {
+	c := newHost(t, tcpNoise, false)
+	block := make(chan struct{})
+	cl, _ := remote(t, c, tcpNoise, func(id grid.ServerID) grid.Server {
+		return &blockStore{errStore: errStore{id: id}, block: block}
+	}, ServeOptions{MaxStreamsPerPeer: 1, IdleTimeout: 10 * time.Second, MinRate: 1 << 20, RateGrace: 200 * time.Millisecond},
+		ClientOptions{MaxConcurrent: 2})
+	errs := make(chan error, 2)
+	go func() { _, err := cl.ListShares(t.Context(), gridtest.SI()); errs <- err }()
+	time.Sleep(200 * time.Millisecond)
+	go func() { _, err := cl.ListShares(t.Context(), gridtest.SI()); errs <- err }()
+	time.Sleep(time.Second) // the second waits for the slot, past the grace
+	close(block)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Errorf("request that waited for a slot: %v", err)
+		}
+	}
+}

@@ -298,6 +298,7 @@ func (sv *Service) handle(s network.Stream, v uint8) {
 		defer lim.sem.Release(1)
 	}
 	wcancel()
+	dl.restart() // time spent waiting for a slot is ours, not the peer's
 
 	res := &reservation{sv: sv, ps: ps, src: sb}
 	defer res.release()

@@ -68,6 +68,21 @@ type Status struct {
 	// space is not in the totals. Repair: stop the node, then
 	// sphere store fsck --rebuild DIR.
 	FailedStores []FailedStore `json:"failedStores,omitempty"`
+	// Memory is the process's heap and what the storage protocol holds of
+	// its request-memory budget.
+	Memory MemoryStatus `json:"memory"`
+}
+
+// MemoryStatus is the memory part of Status. The protocol figures are
+// summed over the stores this process serves (p2p.Service.Stats).
+type MemoryStatus struct {
+	HeapInuse     uint64 `json:"heapInuse"`     // Go heap spans in use (runtime.MemStats)
+	Buffered      int64  `json:"buffered"`      // request memory reserved now
+	Budget        int64  `json:"budget"`        // request memory allowed
+	Refused       uint64 `json:"refused"`       // requests answered busy
+	CutOff        uint64 `json:"cutOff"`        // streams cut off mid-request (stalls, trickles)
+	ServedStreams int    `json:"servedStreams"` // storage streams being served now
+	ServedSources int    `json:"servedSources"` // distinct sources (IP, IPv6 /64) among them
 }
 
 // FailedStore is one store out of service, and why.

@@ -217,6 +217,14 @@ func NewClientHost(priv crypto.PrivKey, psk []byte) (host.Host, error) {
 	return newHost(priv, psk, nil, false, nil)
 }
 
+// NewMemberHost returns a libp2p host on the grid of psk with identity priv
+// (nil: a random one), listening on listen (none: dial only), built as a
+// node builds its own. It is for tools and tests that act as a member
+// without running a node (the hostile-member test uses it).
+func NewMemberHost(priv crypto.PrivKey, psk []byte, listen []string) (host.Host, error) {
+	return newHost(priv, psk, listen, false, nil)
+}
+
 // New opens the node's stores and starts its libp2p hosts; Serve runs it.
 func New(cfg Config) (*Node, error) {
 	if cfg.Identity == nil {
@@ -511,6 +519,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 			st.ExpiringSoon += exp
 		}
 	}
+	st.Memory = memoryStatus(stores)
 	return st, nil
 }
 

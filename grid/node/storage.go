@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -71,6 +72,23 @@ func (s *servedStore) expiring(ctx context.Context, before time.Time) (int, erro
 func (s *servedStore) Close() error {
 	_ = s.svc.Close()
 	return s.Server.Close()
+}
+
+// memoryStatus reads the heap and sums the protocol's budgets of stores.
+func memoryStatus(stores []*servedStore) MemoryStatus {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	m := MemoryStatus{HeapInuse: ms.HeapInuse}
+	for _, s := range stores {
+		ps := s.svc.Stats()
+		m.Buffered += ps.Buffered
+		m.Budget += ps.BufferBudget
+		m.Refused += ps.Refused
+		m.CutOff += ps.CutOff
+		m.ServedStreams += ps.Streams
+		m.ServedSources = max(m.ServedSources, ps.Sources)
+	}
+	return m
 }
 
 // newResourceManager bounds what peers can make the host allocate.

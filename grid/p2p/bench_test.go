@@ -193,3 +193,64 @@ func BenchmarkRawStream(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadBlock reads one block the size a download asks for (a 1 MiB
+// segment over k = 3 shares) per request, into a reused buffer, from each
+// of 4 peers at once: the honest get's hot path, below one read piece.
+func BenchmarkReadBlock(b *testing.B) {
+	const block = 350 << 10
+	cls := benchClients(b, tcpNoise, 4, 64<<20)
+	si := gridtest.SI()
+	bufs := make([][]byte, len(cls))
+	for i := range bufs {
+		bufs[i] = make([]byte, block)
+	}
+	b.SetBytes(int64(block * len(cls)))
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	defer reportCPU(b, cpu0, int64(block*len(cls)))
+	for i := range b.N {
+		var g errgroup.Group
+		for j, cl := range cls {
+			g.Go(func() error {
+				off := int64(i%100) * block
+				got, err := cl.ReadShareInto(b.Context(), si, 0, off, bufs[j])
+				if err == nil && len(got) != block {
+					err = fmt.Errorf("read %d bytes, want %d", len(got), block)
+				}
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSlot writes then reads a slot of one 12 MiB share (under the
+// version 1 message limit, so both versions can be compared) on one peer.
+func BenchmarkSlot(b *testing.B) {
+	const size = 12 << 20
+	for _, v := range []int{1, 2} {
+		b.Run(fmt.Sprintf("v%d", v), func(b *testing.B) {
+			c := newHost(b, tcpNoise, false)
+			cl, _ := remote(b, c, tcpNoise, memStore(), ServeOptions{}, ClientOptions{Version: v})
+			si := gridtest.SI()
+			data := gridtest.Data(6, size)
+			b.SetBytes(2 * size)
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			defer reportCPU(b, cpu0, 2*size)
+			for i := range b.N {
+				w := []grid.SlotShare{{Shnum: 0, Seq: uint64(i + 1), Data: data}}
+				if err := cl.WriteSlot(b.Context(), si, grid.WriteEnabler{}, w, grid.Lease{}); err != nil {
+					b.Fatal(err)
+				}
+				got, err := cl.ReadSlot(b.Context(), si)
+				if err != nil || len(got) != 1 || len(got[0].Data) != size {
+					b.Fatalf("read slot: %v", err)
+				}
+			}
+		})
+	}
+}

@@ -1,18 +1,19 @@
 package p2p
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/sphere-grid/sphere/caps"
 	"github.com/sphere-grid/sphere/grid"
@@ -60,10 +61,22 @@ func (c *Client) ID() grid.ServerID { return grid.ServerID(c.id) }
 // Peer returns the remote peer's ID.
 func (c *Client) Peer() peer.ID { return c.id }
 
-// call is one request on its own stream. It sends req, then hands the open
-// stream to fn (nil: just read the response), which reads the response.
-// The stream is closed if fn succeeds and reset otherwise.
-func (c *Client) call(ctx context.Context, req *wire.Request, fn func(s network.Stream, dl deadliner) (*wire.Response, error)) (*wire.Response, error) {
+// protocols are the protocol IDs the client offers, preferred first.
+func (c *Client) protocols() []protocol.ID {
+	switch c.opts.Version {
+	case wire.V1:
+		return []protocol.ID{ProtocolIDV1}
+	case wire.V2:
+		return []protocol.ID{ProtocolID}
+	}
+	return []protocol.ID{ProtocolID, ProtocolIDV1}
+}
+
+// call is one request on its own stream. It opens the stream (speaking
+// the newest version both ends know), sends req in that version, then
+// hands the open stream to fn (nil: just read the response), which reads
+// the response. The stream is closed if fn succeeds and reset otherwise.
+func (c *Client) call(ctx context.Context, req *wire.Request, fn func(s network.Stream, v uint8, dl deadliner) (*wire.Response, error)) (*wire.Response, error) {
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -76,6 +89,17 @@ func (c *Client) call(ctx context.Context, req *wire.Request, fn func(s network.
 	dl := deadliner{idle: c.opts.IdleTimeout}
 	dl.overall, _ = ctx.Deadline()
 
+	// Libp2p knows the peer's protocols from identify, so choosing among
+	// two costs no round trip.
+	s, err := c.h.NewStream(ctx, c.id, c.protocols()...)
+	if err != nil {
+		return nil, c.ctxErr(ctx, fmt.Errorf("open stream: %w", err))
+	}
+	v := uint8(wire.V2)
+	if s.Protocol() == ProtocolIDV1 {
+		v = wire.V1
+	}
+	req.Version = v
 	bp := chunkPool.Get().(*[]byte)
 	msg, err := wire.AppendRequest((*bp)[:0], req)
 	if err == nil && len(msg)-wire.RequestHeaderSize > c.opts.MaxMessageSize {
@@ -83,13 +107,8 @@ func (c *Client) call(ctx context.Context, req *wire.Request, fn func(s network.
 	}
 	if err != nil {
 		chunkPool.Put(bp)
+		_ = s.Reset()
 		return nil, err
-	}
-
-	s, err := c.h.NewStream(ctx, c.id, ProtocolID)
-	if err != nil {
-		chunkPool.Put(bp)
-		return nil, c.ctxErr(ctx, fmt.Errorf("open stream: %w", err))
 	}
 	// Cancelling ctx unblocks every read and write on s.
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
@@ -101,7 +120,7 @@ func (c *Client) call(ctx context.Context, req *wire.Request, fn func(s network.
 		_ = s.Reset()
 		return nil, c.ctxErr(ctx, fmt.Errorf("send request: %w", err))
 	}
-	if req.Method != wire.MethodWriteShare {
+	if req.Method != wire.MethodWriteShare && (req.Method != wire.MethodWriteSlot || v == wire.V1) {
 		// The error is ignored: a server that already answered may have
 		// closed its read side (QUIC then refuses our FIN); the response
 		// decides.
@@ -109,9 +128,9 @@ func (c *Client) call(ctx context.Context, req *wire.Request, fn func(s network.
 	}
 	var resp *wire.Response
 	if fn != nil {
-		resp, err = fn(s, dl)
+		resp, err = fn(s, v, dl)
 	} else {
-		resp, err = readResponse(s, req.Method, c.opts.MaxMessageSize, dl)
+		resp, err = readResponse(s, v, req.Method, c.opts.MaxMessageSize, dl)
 	}
 	if err != nil {
 		_ = s.Reset()
@@ -144,12 +163,12 @@ func (c *Client) remoteErr(r *wire.Response) error {
 // streams it in chunks; the share is never held whole in memory.
 func (c *Client) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int, size int64, r io.Reader, lease grid.Lease) error {
 	req := &wire.Request{Method: wire.MethodWriteShare, SI: si, Shnum: shnum, Size: size, Lease: lease}
-	_, err := c.call(ctx, req, func(s network.Stream, dl deadliner) (*wire.Response, error) {
-		resp, err := readResponse(s, wire.MethodWriteShare, c.opts.MaxMessageSize, dl)
+	_, err := c.call(ctx, req, func(s network.Stream, v uint8, dl deadliner) (*wire.Response, error) {
+		resp, err := readResponse(s, v, wire.MethodWriteShare, c.opts.MaxMessageSize, dl)
 		if err != nil || resp.Status != wire.StatusContinue {
 			return resp, err // refused (or accepted) without wanting the data
 		}
-		return c.sendShare(s, dl, size, r)
+		return c.sendShare(s, v, wire.MethodWriteShare, dl, size, r)
 	})
 	if err != nil {
 		return fmt.Errorf("write share %d of %v: %w", shnum, si, err)
@@ -158,8 +177,9 @@ func (c *Client) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int
 }
 
 // sendShare streams exactly size bytes of r and the commit trailer, while a
-// goroutine waits for the final response so an early refusal stops the copy.
-func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Reader) (*wire.Response, error) {
+// goroutine waits for the final response (to a request for m) so an early
+// refusal stops the copy.
+func (c *Client) sendShare(s network.Stream, v uint8, m wire.Method, dl deadliner, size int64, r io.Reader) (*wire.Response, error) {
 	type result struct {
 		resp *wire.Response
 		err  error
@@ -174,7 +194,7 @@ func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Read
 			done <- result{err: fmt.Errorf("read response: %w", err)}
 			return
 		}
-		resp, err := finishResponse(s, h, wire.MethodWriteShare, c.opts.MaxMessageSize, dl)
+		resp, err := finishResponse(s, h, v, m, c.opts.MaxMessageSize, dl)
 		done <- result{resp, err}
 		// An answer before the data ended means the server stopped
 		// reading: unblock a write waiting for window it will never get.
@@ -215,7 +235,7 @@ func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Read
 		}
 		n, rerr := r.Read(buf[:min(int64(len(buf)), size-sent)])
 		if n > 0 {
-			if err := s.SetWriteDeadline(dl.next()); err != nil {
+			if err := s.SetWriteDeadline(dl.next(n)); err != nil {
 				return wait(err)
 			}
 			if answered.Load() {
@@ -251,7 +271,7 @@ func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Read
 		}
 	}
 	buf[0] = trailerCommit
-	if err := s.SetWriteDeadline(dl.next()); err != nil {
+	if err := s.SetWriteDeadline(dl.next(1)); err != nil {
 		return wait(err)
 	}
 	if _, err := s.Write(buf[:1]); err != nil {
@@ -262,7 +282,7 @@ func (c *Client) sendShare(s network.Stream, dl deadliner, size int64, r io.Read
 }
 
 // finishResponse reads the body after an already-read header.
-func finishResponse(s network.Stream, h [wire.ResponseHeaderSize]byte, m wire.Method, maxBody int, dl deadliner) (*wire.Response, error) {
+func finishResponse(s network.Stream, h [wire.ResponseHeaderSize]byte, v uint8, m wire.Method, maxBody int, dl deadliner) (*wire.Response, error) {
 	st, n, err := wire.ParseResponseHeader(h[:], maxBody)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
@@ -271,7 +291,7 @@ func finishResponse(s network.Stream, h [wire.ResponseHeaderSize]byte, m wire.Me
 	if err != nil {
 		return nil, fmt.Errorf("read response body: %w", err)
 	}
-	r, err := wire.DecodeResponseBody(m, st, body)
+	r, err := wire.DecodeResponseBody(v, m, st, body)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
 	}
@@ -286,25 +306,16 @@ const maxPrealloc = 64 << 20
 func (c *Client) ReadShare(ctx context.Context, si caps.StorageIndex, shnum int, off, length int64) ([]byte, error) {
 	var data []byte
 	req := &wire.Request{Method: wire.MethodReadShare, SI: si, Shnum: shnum, Off: off, Length: length}
-	_, err := c.call(ctx, req, func(s network.Stream, dl deadliner) (*wire.Response, error) {
-		resp, err := readResponse(s, wire.MethodReadShare, c.opts.MaxMessageSize, dl)
+	_, err := c.call(ctx, req, func(s network.Stream, v uint8, dl deadliner) (*wire.Response, error) {
+		resp, err := readResponse(s, v, wire.MethodReadShare, c.opts.MaxMessageSize, dl)
 		if err != nil || resp.Status != wire.StatusOK {
 			return resp, err
 		}
 		if resp.DataLen > length {
 			return nil, fmt.Errorf("%w: server sent %d bytes for a read of %d", ErrProtocol, resp.DataLen, length)
 		}
-		n := resp.DataLen
-		data = make([]byte, min(n, maxPrealloc))
-		if err := readFull(s, data, dl); err != nil {
+		if data, err = readData(s, resp.DataLen, dl); err != nil {
 			return nil, fmt.Errorf("read share data: %w", err)
-		}
-		for int64(len(data)) < n { // a share larger than maxPrealloc
-			k := int(min(n-int64(len(data)), maxPrealloc))
-			data = slices.Grow(data, k)[:len(data)+k]
-			if err := readFull(s, data[len(data)-k:], dl); err != nil {
-				return nil, fmt.Errorf("read share data: %w", err)
-			}
 		}
 		return resp, nil
 	})
@@ -322,8 +333,8 @@ func (c *Client) ReadShareInto(ctx context.Context, si caps.StorageIndex, shnum 
 	var data []byte
 	length := int64(len(buf))
 	req := &wire.Request{Method: wire.MethodReadShare, SI: si, Shnum: shnum, Off: off, Length: length}
-	_, err := c.call(ctx, req, func(s network.Stream, dl deadliner) (*wire.Response, error) {
-		resp, err := readResponse(s, wire.MethodReadShare, c.opts.MaxMessageSize, dl)
+	_, err := c.call(ctx, req, func(s network.Stream, v uint8, dl deadliner) (*wire.Response, error) {
+		resp, err := readResponse(s, v, wire.MethodReadShare, c.opts.MaxMessageSize, dl)
 		if err != nil || resp.Status != wire.StatusOK {
 			return resp, err
 		}
@@ -362,23 +373,62 @@ func (c *Client) AddLease(ctx context.Context, si caps.StorageIndex, lease grid.
 	return nil
 }
 
-// ReadSlot implements grid.Server.
+// ReadSlot implements grid.Server. In version 2 the slot may be up to
+// ClientOptions.MaxSlotSize; in version 1 it must fit MaxMessageSize.
 func (c *Client) ReadSlot(ctx context.Context, si caps.StorageIndex) ([]grid.SlotShare, error) {
-	resp, err := c.call(ctx, &wire.Request{Method: wire.MethodReadSlot, SI: si}, nil)
+	var slot []grid.SlotShare
+	_, err := c.call(ctx, &wire.Request{Method: wire.MethodReadSlot, SI: si}, func(s network.Stream, v uint8, dl deadliner) (*wire.Response, error) {
+		resp, err := readResponse(s, v, wire.MethodReadSlot, c.opts.MaxMessageSize, dl)
+		if err != nil || resp.Status != wire.StatusOK {
+			return resp, err
+		}
+		if v == wire.V1 {
+			slot = resp.Slot
+			return resp, nil
+		}
+		if _, err := wire.SlotDataSize(resp.Heads, c.opts.MaxSlotSize); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+		}
+		slot = make([]grid.SlotShare, len(resp.Heads))
+		for i, h := range resp.Heads {
+			data, err := readData(s, h.Len, dl)
+			if err != nil {
+				return nil, fmt.Errorf("read slot share %d: %w", h.Shnum, err)
+			}
+			slot[i] = grid.SlotShare{Shnum: h.Shnum, Seq: h.Seq, Data: data}
+		}
+		return resp, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read slot %v: %w", si, err)
 	}
-	if resp.Slot == nil {
-		resp.Slot = []grid.SlotShare{}
+	if slot == nil {
+		slot = []grid.SlotShare{}
 	}
-	return resp.Slot, nil
+	return slot, nil
 }
 
-// WriteSlot implements grid.Server. The whole request (all shares) must fit
-// in ClientOptions.MaxMessageSize.
+// WriteSlot implements grid.Server. In version 2 the shares may hold up to
+// ClientOptions.MaxSlotSize bytes in all and are streamed after the
+// request; in version 1 the whole request must fit MaxMessageSize.
 func (c *Client) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.WriteEnabler, writes []grid.SlotShare, lease grid.Lease) error {
-	req := &wire.Request{Method: wire.MethodWriteSlot, SI: si, WE: we, Writes: writes, Lease: lease}
-	if _, err := c.call(ctx, req, nil); err != nil {
+	heads := wire.Heads(writes)
+	size, err := wire.SlotDataSize(heads, c.opts.MaxSlotSize)
+	if err != nil {
+		return fmt.Errorf("write slot %v: %w", si, err)
+	}
+	req := &wire.Request{Method: wire.MethodWriteSlot, SI: si, WE: we, Writes: writes, Heads: heads, Lease: lease}
+	_, err = c.call(ctx, req, func(s network.Stream, v uint8, dl deadliner) (*wire.Response, error) {
+		if v == wire.V1 {
+			return readResponse(s, v, wire.MethodWriteSlot, c.opts.MaxMessageSize, dl)
+		}
+		rs := make([]io.Reader, len(writes))
+		for i, w := range writes {
+			rs[i] = bytes.NewReader(w.Data)
+		}
+		return c.sendShare(s, v, wire.MethodWriteSlot, dl, size, io.MultiReader(rs...))
+	})
+	if err != nil {
 		return fmt.Errorf("write slot %v: %w", si, err)
 	}
 	return nil

@@ -3,17 +3,24 @@
 // grid.Server whose methods run on a remote peer.
 //
 // The wire format (docs/spec/storage-protocol.md) is one request per stream:
-// a bounded header, then, for WriteShare and ReadShare, the share bytes as a
-// raw run of declared length, so a 300 MB share is streamed and never held
-// whole by the protocol layer. Errors that callers branch on (grid.ErrNotFound,
+// a bounded header, then, for WriteShare, ReadShare and (version 2) the
+// slot methods, the data as raw runs of declared length, so a 300 MB share
+// is streamed and never held whole by the protocol layer, and a slot is
+// not bounded by the message size. A Service serves versions 2 and 1; a
+// Client speaks the newest the peer has. Errors that callers branch on (grid.ErrNotFound,
 // *grid.StaleError, ...) cross the wire as codes and come back as the same
 // sentinels, so errors.Is and grid.IsPermanent work on remote servers as on
 // local ones.
 //
-// Hostile peers are bounded three ways: libp2p's resource manager (use
-// ResourceManager when building the host), per-peer and total concurrency
-// limits in the Service, and deadlines on every read and write (a peer that
-// opens streams and sends nothing is cut off after ServeOptions.IdleTimeout).
+// Hostile peers are bounded four ways: libp2p's resource manager (use
+// ResourceManager when building the host); concurrency limits in the
+// Service per peer, per source (IP address or IPv6 /64, so throwaway
+// identities share one) and in total; a memory budget, per peer, per
+// source and in total, that every buffer a request holds is reserved from
+// before it is allocated (a ReadShare is answered in pieces of
+// ServeOptions.ReadPiece); and deadlines on every read and write, with a
+// rate floor (a peer that trickles a byte at a time is cut off after
+// ServeOptions.RateGrace). Service.Stats reports what is held.
 //
 // Wiring, in a node: build the host with libp2p.ResourceManager(rm) where
 // rm comes from ResourceManager(Limits{}); call Serve(h, store, opts) to

@@ -15,6 +15,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/sphere-grid/sphere/caps"
 	"github.com/sphere-grid/sphere/grid"
@@ -141,10 +142,13 @@ func TestErrorsCrossTheWire(t *testing.T) {
 	}
 }
 
-// rawRequest opens a stream to h and sends b, returning the stream.
-func rawStream(t *testing.T, c host.Host, h host.Host) network.Stream {
+// rawStream opens a stream to h (version 2, or the protocol given).
+func rawStream(t *testing.T, c host.Host, h host.Host, proto ...protocol.ID) network.Stream {
 	t.Helper()
-	s, err := c.NewStream(t.Context(), h.ID(), ProtocolID)
+	if len(proto) == 0 {
+		proto = []protocol.ID{ProtocolID}
+	}
+	s, err := c.NewStream(t.Context(), h.ID(), proto...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,12 +158,16 @@ func rawStream(t *testing.T, c host.Host, h host.Host) network.Stream {
 
 func readRawResponse(t *testing.T, s network.Stream, m wire.Method) *wire.Response {
 	t.Helper()
+	v := uint8(wire.V2)
+	if s.Protocol() == ProtocolIDV1 {
+		v = wire.V1
+	}
 	_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
 	b, err := io.ReadAll(io.LimitReader(s, 1<<20))
 	if err != nil {
 		t.Fatalf("read response: %v", err)
 	}
-	r, err := wire.DecodeResponse(m, b, 1<<20)
+	r, err := wire.DecodeResponse(v, m, b, 1<<20)
 	if err != nil {
 		t.Fatalf("decode response %x: %v", b, err)
 	}
@@ -251,7 +259,7 @@ func TestClientRejectsLies(t *testing.T) {
 		if _, err := io.ReadFull(s, hb[:]); err != nil {
 			return
 		}
-		_, n, err := wire.ParseRequestHeader(hb[:], 1<<20)
+		_, n, err := wire.ParseRequestHeader(hb[:], wire.Version, 1<<20)
 		if err != nil {
 			return
 		}
@@ -259,7 +267,7 @@ func TestClientRejectsLies(t *testing.T) {
 			return
 		}
 		// Always a ReadShare answer, whatever was asked.
-		resp, _ := wire.AppendResponse(nil, wire.MethodReadShare, &wire.Response{Status: wire.StatusOK, DataLen: 1 << 30})
+		resp, _ := wire.AppendResponse(nil, wire.Version, wire.MethodReadShare, &wire.Response{Status: wire.StatusOK, DataLen: 1 << 30})
 		_, _ = s.Write(resp)
 		_, _ = s.Write(make([]byte, 1000))
 	})
@@ -529,17 +537,19 @@ func TestBodyBudgetPerPeer(t *testing.T) {
 	introduce(bad, h)
 	introduce(good, h)
 	svc := Serve(h, memserver.New(grid.ServerID(h.ID())), ServeOptions{
-		MaxMessageSize: limit, MaxBufferedBytes: 4 * limit, MaxBufferedBytesPerPeer: limit,
+		MaxMessageSize: limit, MaxSlotSize: limit, MaxBufferedBytes: 4 * limit, MaxBufferedBytesPerPeer: limit,
 		IdleTimeout: 8 * time.Second, // the stall outlives the 2 s budget wait
+		MinRate:     -1,
 	})
 	defer svc.Close()
 
+	// A version 1 body: the whole slot inside one message.
 	big := []grid.SlotShare{{Shnum: 0, Seq: 1, Data: make([]byte, limit-200)}}
-	req, err := wire.AppendRequest(nil, &wire.Request{Method: wire.MethodWriteSlot, SI: gridtest.SI(), Writes: big})
+	req, err := wire.AppendRequest(nil, &wire.Request{Version: wire.V1, Method: wire.MethodWriteSlot, SI: gridtest.SI(), Writes: big})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := rawStream(t, bad, h)
+	s := rawStream(t, bad, h, ProtocolIDV1)
 	if _, err := s.Write(req[:len(req)-10]); err != nil { // all but the last bytes: the budget is held
 		t.Fatal(err)
 	}

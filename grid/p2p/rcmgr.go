@@ -5,6 +5,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 )
 
@@ -41,7 +42,8 @@ func (l Limits) withDefaults() Limits {
 // ResourceManager returns a libp2p resource manager with fixed limits for a
 // Sphere node: libp2p's default limits computed for l.Memory and l.FD (so
 // connections, transient streams and unnegotiated streams stay bounded),
-// plus explicit limits for ProtocolID per peer and in total. Pass it to
+// plus explicit limits for ProtocolID and ProtocolIDV1 per peer and in
+// total (each version its own). Pass it to
 // libp2p.New with libp2p.ResourceManager(rm).
 //
 // The per-peer stream limit sits above ServeOptions.MaxStreamsPerPeer (so
@@ -52,18 +54,20 @@ func ResourceManager(l Limits) (network.ResourceManager, error) {
 	l = l.withDefaults()
 	cfg := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&cfg)
-	cfg.AddProtocolLimit(ProtocolID, rcmgr.BaseLimit{
-		StreamsInbound:  l.StorageStreamsAll,
-		StreamsOutbound: l.StorageStreamsAll,
-		Streams:         2 * l.StorageStreamsAll,
-		Memory:          l.Memory / 2,
-	}, rcmgr.BaseLimitIncrease{})
-	cfg.AddProtocolPeerLimit(ProtocolID, rcmgr.BaseLimit{
-		StreamsInbound:  l.StreamsPerPeer,
-		StreamsOutbound: l.StreamsPerPeer,
-		Streams:         2 * l.StreamsPerPeer,
-		Memory:          l.MemoryPerPeer,
-	}, rcmgr.BaseLimitIncrease{})
+	for _, id := range []protocol.ID{ProtocolID, ProtocolIDV1} {
+		cfg.AddProtocolLimit(id, rcmgr.BaseLimit{
+			StreamsInbound:  l.StorageStreamsAll,
+			StreamsOutbound: l.StorageStreamsAll,
+			Streams:         2 * l.StorageStreamsAll,
+			Memory:          l.Memory / 2,
+		}, rcmgr.BaseLimitIncrease{})
+		cfg.AddProtocolPeerLimit(id, rcmgr.BaseLimit{
+			StreamsInbound:  l.StreamsPerPeer,
+			StreamsOutbound: l.StreamsPerPeer,
+			Streams:         2 * l.StreamsPerPeer,
+			Memory:          l.MemoryPerPeer,
+		}, rcmgr.BaseLimitIncrease{})
+	}
 	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(cfg.Scale(l.Memory, l.FD)))
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)

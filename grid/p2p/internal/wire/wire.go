@@ -1,5 +1,5 @@
 // Package wire encodes and decodes the messages of the Sphere storage
-// protocol, version 1 (docs/spec/storage-protocol.md). It does no I/O: the
+// protocol, versions 1 and 2 (docs/spec/storage-protocol.md). It does no I/O: the
 // p2p package frames these bytes onto libp2p streams. Decoders take
 // untrusted bytes and return errors wrapping ErrMalformed, never panic, and
 // never allocate more than the input they were given justifies.
@@ -17,8 +17,15 @@ import (
 	"github.com/sphere-grid/sphere/grid"
 )
 
-// Version is the protocol version carried in every request header.
-const Version = 1
+// Protocol versions carried in every request header. Version 2 differs
+// from 1 only in ReadSlot and WriteSlot: their messages carry slot share
+// heads (SlotHead) and the share data follows raw on the stream, so a slot
+// is not bounded by the message size limit.
+const (
+	V1      = 1
+	V2      = 2
+	Version = V2 // the newest
+)
 
 // Header sizes in bytes.
 const (
@@ -30,8 +37,10 @@ const (
 const (
 	siSize    = len(caps.StorageIndex{})
 	leaseSize = 32 + 32 + 8 + 4
-	// slotShareMin is the encoded size of a slot share with no data.
+	// slotShareMin is the encoded size of a slot share with no data (v1).
 	slotShareMin = 4 + 8 + 4
+	// SlotHeadSize is the encoded size of a SlotHead (v2).
+	SlotHeadSize = 4 + 8 + 8
 	// MaxErrorMsg bounds the text of an error response.
 	MaxErrorMsg = 1024
 )
@@ -115,9 +124,28 @@ const (
 	CodeTimeout         Code = 12
 )
 
+// SlotHead describes one mutable slot share in a version 2 ReadSlot
+// response or WriteSlot request: Len bytes of its data follow the message
+// on the stream, in the order of the heads.
+type SlotHead struct {
+	Shnum int
+	Seq   uint64
+	Len   int64
+}
+
+// Heads returns the heads of ss.
+func Heads(ss []grid.SlotShare) []SlotHead {
+	h := make([]SlotHead, len(ss))
+	for i, s := range ss {
+		h[i] = SlotHead{Shnum: s.Shnum, Seq: s.Seq, Len: int64(len(s.Data))}
+	}
+	return h
+}
+
 // Request is a decoded request. Which fields are meaningful depends on
-// Method (see the spec); the others are zero.
+// Method and Version (see the spec); the others are zero.
 type Request struct {
+	Version      uint8 // V1 or V2; 0 encodes as Version
 	Method       Method
 	SI           caps.StorageIndex
 	Shnum        int
@@ -125,7 +153,8 @@ type Request struct {
 	Off, Length  int64 // ReadShare
 	Lease        grid.Lease
 	WE           grid.WriteEnabler
-	Writes       []grid.SlotShare // WriteSlot
+	Writes       []grid.SlotShare // WriteSlot, v1
+	Heads        []SlotHead       // WriteSlot, v2: the data follows the request
 	CancelSecret [32]byte
 }
 
@@ -135,7 +164,8 @@ type Response struct {
 	Status  Status
 	DataLen int64            // ReadShare: share bytes that follow the body
 	Shares  []grid.ShareInfo // ListShares
-	Slot    []grid.SlotShare // ReadSlot
+	Slot    []grid.SlotShare // ReadSlot, v1
+	Heads   []SlotHead       // ReadSlot, v2: the data follows the response
 	Stat    grid.Stat        // Stat
 	Code    Code             // StatusError
 	Msg     string           // StatusError
@@ -152,8 +182,15 @@ func AppendRequest(dst []byte, r *Request) ([]byte, error) {
 	if !r.Method.Valid() {
 		return dst, fmt.Errorf("encode request: unknown method %d", r.Method)
 	}
+	v := r.Version
+	if v == 0 {
+		v = Version
+	}
+	if v != V1 && v != V2 {
+		return dst, fmt.Errorf("encode request: unknown version %d", v)
+	}
 	start := len(dst)
-	dst = append(dst, Version, byte(r.Method), 0, 0, 0, 0)
+	dst = append(dst, v, byte(r.Method), 0, 0, 0, 0)
 	var err error
 	switch r.Method {
 	case MethodWriteShare:
@@ -185,7 +222,12 @@ func AppendRequest(dst []byte, r *Request) ([]byte, error) {
 		dst = append(dst, r.SI[:]...)
 		dst = append(dst, r.WE[:]...)
 		dst = appendLease(dst, &r.Lease)
-		if dst, err = appendSlot(dst, r.Writes); err != nil {
+		if v == V1 {
+			dst, err = appendSlot(dst, r.Writes)
+		} else {
+			dst, err = appendHeads(dst, r.Heads)
+		}
+		if err != nil {
 			return dst[:start], err
 		}
 	case MethodStat:
@@ -201,14 +243,15 @@ func AppendRequest(dst []byte, r *Request) ([]byte, error) {
 	return dst, nil
 }
 
-// ParseRequestHeader checks a request header and returns the method and the
-// body length, which is at most maxBody (and exact for fixed-size methods).
-func ParseRequestHeader(h []byte, maxBody int) (Method, int, error) {
+// ParseRequestHeader checks a request header of protocol version v and
+// returns the method and the body length, which is at most maxBody (and
+// exact for fixed-size methods).
+func ParseRequestHeader(h []byte, v uint8, maxBody int) (Method, int, error) {
 	if len(h) != RequestHeaderSize {
 		return 0, 0, malformed("request header is %d bytes, want %d", len(h), RequestHeaderSize)
 	}
-	if h[0] != Version {
-		return 0, 0, malformed("unsupported version, want=%d have=%d", Version, h[0])
+	if h[0] != v {
+		return 0, 0, malformed("unsupported version, want=%d have=%d", v, h[0])
 	}
 	m := Method(h[1])
 	if !m.Valid() {
@@ -227,10 +270,13 @@ func ParseRequestHeader(h []byte, maxBody int) (Method, int, error) {
 	return m, int(n), nil
 }
 
-// DecodeRequestBody decodes the body of a request for method m. Slices in
-// the result (slot share data) alias body.
-func DecodeRequestBody(m Method, body []byte) (*Request, error) {
-	r := &Request{Method: m}
+// DecodeRequestBody decodes the body of a version v request for method m.
+// Slices in the result (slot share data) alias body.
+func DecodeRequestBody(v uint8, m Method, body []byte) (*Request, error) {
+	if v != V1 && v != V2 {
+		return nil, malformed("unknown version %d", v)
+	}
+	r := &Request{Version: v, Method: m}
 	d := decoder{b: body}
 	switch m {
 	case MethodWriteShare:
@@ -252,7 +298,11 @@ func DecodeRequestBody(m Method, body []byte) (*Request, error) {
 		d.si(&r.SI)
 		copy(r.WE[:], d.take(32))
 		d.lease(&r.Lease)
-		r.Writes = d.slot()
+		if v == V1 {
+			r.Writes = d.slot()
+		} else {
+			r.Heads = d.heads()
+		}
 	case MethodStat:
 	case MethodCancelLease:
 		d.si(&r.SI)
@@ -266,23 +316,25 @@ func DecodeRequestBody(m Method, body []byte) (*Request, error) {
 	return r, nil
 }
 
-// DecodeRequest decodes a whole request (header and body) held in b.
-func DecodeRequest(b []byte, maxBody int) (*Request, error) {
+// DecodeRequest decodes a whole request (header and body) of version v
+// held in b.
+func DecodeRequest(b []byte, v uint8, maxBody int) (*Request, error) {
 	if len(b) < RequestHeaderSize {
 		return nil, malformed("request of %d bytes is shorter than its header", len(b))
 	}
-	m, n, err := ParseRequestHeader(b[:RequestHeaderSize], maxBody)
+	m, n, err := ParseRequestHeader(b[:RequestHeaderSize], v, maxBody)
 	if err != nil {
 		return nil, err
 	}
 	if len(b)-RequestHeaderSize != n {
 		return nil, malformed("request body is %d bytes, header says %d", len(b)-RequestHeaderSize, n)
 	}
-	return DecodeRequestBody(m, b[RequestHeaderSize:])
+	return DecodeRequestBody(v, m, b[RequestHeaderSize:])
 }
 
-// AppendResponse appends the header and body of r, a response to method m.
-func AppendResponse(dst []byte, m Method, r *Response) ([]byte, error) {
+// AppendResponse appends the header and body of r, a version v response
+// to method m.
+func AppendResponse(dst []byte, v uint8, m Method, r *Response) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, byte(r.Status), 0, 0, 0, 0)
 	var err error
@@ -322,7 +374,12 @@ func AppendResponse(dst []byte, m Method, r *Response) ([]byte, error) {
 				dst = binary.BigEndian.AppendUint64(dst, uint64(s.Size))
 			}
 		case MethodReadSlot:
-			if dst, err = appendSlot(dst, r.Slot); err != nil {
+			if v == V1 {
+				dst, err = appendSlot(dst, r.Slot)
+			} else {
+				dst, err = appendHeads(dst, r.Heads)
+			}
+			if err != nil {
 				return dst[:start], err
 			}
 		case MethodStat:
@@ -362,8 +419,8 @@ func ParseResponseHeader(h []byte, maxBody int) (Status, int, error) {
 }
 
 // DecodeResponseBody decodes the body of a response with status st to a
-// request for method m. Slices in the result alias body.
-func DecodeResponseBody(m Method, st Status, body []byte) (*Response, error) {
+// version v request for method m. Slices in the result alias body.
+func DecodeResponseBody(v uint8, m Method, st Status, body []byte) (*Response, error) {
 	r := &Response{Status: st}
 	d := decoder{b: body}
 	switch st {
@@ -396,7 +453,11 @@ func DecodeResponseBody(m Method, st Status, body []byte) (*Response, error) {
 				r.Shares = append(r.Shares, grid.ShareInfo{Shnum: sh, Size: d.i64("share size")})
 			}
 		case MethodReadSlot:
-			r.Slot = d.slot()
+			if v == V1 {
+				r.Slot = d.slot()
+			} else {
+				r.Heads = d.heads()
+			}
 		case MethodStat:
 			r.Stat.Quota = d.i64("quota")
 			r.Stat.Used = d.i64("used")
@@ -414,8 +475,9 @@ func DecodeResponseBody(m Method, st Status, body []byte) (*Response, error) {
 	return r, nil
 }
 
-// DecodeResponse decodes a whole response (header and body) held in b.
-func DecodeResponse(m Method, b []byte, maxBody int) (*Response, error) {
+// DecodeResponse decodes a whole version v response (header and body)
+// held in b.
+func DecodeResponse(v uint8, m Method, b []byte, maxBody int) (*Response, error) {
 	if len(b) < ResponseHeaderSize {
 		return nil, malformed("response of %d bytes is shorter than its header", len(b))
 	}
@@ -426,7 +488,7 @@ func DecodeResponse(m Method, b []byte, maxBody int) (*Response, error) {
 	if len(b)-ResponseHeaderSize != n {
 		return nil, malformed("response body is %d bytes, header says %d", len(b)-ResponseHeaderSize, n)
 	}
-	return DecodeResponseBody(m, st, b[ResponseHeaderSize:])
+	return DecodeResponseBody(v, m, st, b[ResponseHeaderSize:])
 }
 
 func appendShnum(dst []byte, shnum int) ([]byte, error) {
@@ -459,6 +521,25 @@ func appendSlot(dst []byte, ss []grid.SlotShare) ([]byte, error) {
 		dst = binary.BigEndian.AppendUint64(dst, s.Seq)
 		dst = binary.BigEndian.AppendUint32(dst, uint32(len(s.Data)))
 		dst = append(dst, s.Data...)
+	}
+	return dst, nil
+}
+
+func appendHeads(dst []byte, hs []SlotHead) ([]byte, error) {
+	if uint64(len(hs)) > math.MaxUint32 {
+		return dst, fmt.Errorf("encode: %d slot shares", len(hs))
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(hs)))
+	var err error
+	for _, h := range hs {
+		if h.Len < 0 {
+			return dst, fmt.Errorf("encode: slot share %d of negative length %d", h.Shnum, h.Len)
+		}
+		if dst, err = appendShnum(dst, h.Shnum); err != nil {
+			return dst, err
+		}
+		dst = binary.BigEndian.AppendUint64(dst, h.Seq)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(h.Len))
 	}
 	return dst, nil
 }
@@ -586,6 +667,25 @@ func (d *decoder) slot() []grid.SlotShare {
 	return ss
 }
 
+// heads reads a v2 slot head list. The data lengths are not checked
+// against anything here (the data is not in the message); the caller
+// bounds their sum before reading.
+func (d *decoder) heads() []SlotHead {
+	n := d.count(SlotHeadSize)
+	hs := make([]SlotHead, 0, n)
+	for range n {
+		var h SlotHead
+		h.Shnum = d.shnum()
+		h.Seq = d.u64()
+		h.Len = d.i64("slot share length")
+		if d.err != nil {
+			return nil
+		}
+		hs = append(hs, h)
+	}
+	return hs
+}
+
 func (d *decoder) finish() error {
 	if d.err != nil {
 		return d.err
@@ -594,4 +694,17 @@ func (d *decoder) finish() error {
 		return malformed("%d trailing bytes", len(d.b))
 	}
 	return nil
+}
+
+// SlotDataSize returns the sum of the data lengths of hs, or an error
+// wrapping ErrMalformed if it exceeds limit (checked without overflow).
+func SlotDataSize(hs []SlotHead, limit int64) (int64, error) {
+	var sum int64
+	for _, h := range hs {
+		if h.Len < 0 || h.Len > limit-sum {
+			return 0, malformed("slot data exceeds limit %d bytes", limit)
+		}
+		sum += h.Len
+	}
+	return sum, nil
 }

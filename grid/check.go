@@ -325,12 +325,12 @@ func (c *Client) repair(ctx context.Context, rc caps.CHKCap, dec *caps.Decoder, 
 	if len(targets) == 0 {
 		return fail(errors.New("repair: no server can take the missing shares"))
 	}
-	sw := c.startShareWriters(ctx, si, l.ShareSize(), targets, spares)
+	sw := c.startShareWriters(ctx, si, l.ShareSize(), enc.ShareHeader, targets, spares)
 	for shnum := range targets {
 		sw.send(shnum, enc.ShareHeader(shnum))
 	}
 	load := func(ctx context.Context, seg int, _ []byte) ([]byte, error) { return f.fetchSegment(ctx, seg) }
-	emit := func(seg int, blocks [][]byte, ref *segBuf) error {
+	emit := func(seg int, _ []byte, blocks [][]byte, ref *segBuf) error {
 		if err := sw.sendBlocks(l, seg, blocks, ref); err != nil {
 			return err
 		}

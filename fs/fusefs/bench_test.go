@@ -20,8 +20,9 @@ func benchGrid(b *testing.B) fs.Grid {
 	c, err := grid.NewClient(grid.ClientConfig{
 		Servers:     gridtest.NewMemGrid(10),
 		Params:      caps.DefaultParams(),
-		Convergence: bytes.Repeat([]byte{2}, 32), LeaseSecret: [32]byte{2},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Convergence: bytes.Repeat([]byte{2}, 32),
+		LeaseSecret: [32]byte{2},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		b.Fatal(err)

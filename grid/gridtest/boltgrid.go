@@ -48,8 +48,9 @@ func NewBoltClient(tb testing.TB, root string, n int) *grid.Client {
 	c, err := grid.NewClient(grid.ClientConfig{
 		Servers:     servers,
 		Params:      caps.DefaultParams(),
-		Convergence: bytes.Repeat([]byte{9}, 32), LeaseSecret: [32]byte{9},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Convergence: bytes.Repeat([]byte{9}, 32),
+		LeaseSecret: [32]byte{9},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		tb.Fatal(err)

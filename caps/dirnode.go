@@ -177,6 +177,19 @@ func (e *Entry) check() error {
 	if err := checkTableCap(wk, e.WriteCap); err != nil {
 		return fmt.Errorf("entry %q: write cap: %w", clip(e.Name, 40), err)
 	}
+	// Both caps must name one file: else write-cap holders would see one
+	// directory and read-cap holders another.
+	c, err := Parse(e.WriteCap)
+	if err != nil {
+		return fmt.Errorf("entry %q: write cap: %w", clip(e.Name, 40), err)
+	}
+	wc, ok := c.(MutableWriteCap)
+	if !ok {
+		return fmt.Errorf("entry %q: write cap of kind %q: %w", clip(e.Name, 40), clip(wk, 20), ErrFormat)
+	}
+	if wc.ReadCap().String() != e.ReadCap {
+		return fmt.Errorf("entry %q: write cap and read cap name different files: %w", clip(e.Name, 40), ErrFormat)
+	}
 	return nil
 }
 

@@ -6,11 +6,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sphere-grid/sphere/caps"
 	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
 )
 
 func newInitCmd(g *globals) *cobra.Command {
 	servers := 10
+	var shares string
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a home: secrets, identity and an embedded local grid",
@@ -23,6 +25,13 @@ get work at once on this machine.`,
 			if servers < 1 || servers > 255 {
 				return usageError{fmt.Errorf("--servers: want 1..255, have %d", servers)}
 			}
+			params := caps.DefaultParams()
+			if shares != "" {
+				var err error
+				if params, err = parseShares(shares, params); err != nil {
+					return err
+				}
+			}
 			dir, err := home.DefaultDir()
 			if err != nil {
 				return err
@@ -31,11 +40,17 @@ get work at once on this machine.`,
 			if err != nil {
 				return err
 			}
+			if params != h.Config.Params {
+				h.Config.Params = params
+				if err := h.Save(); err != nil {
+					return err
+				}
+			}
 			if err := initNode(h); err != nil {
 				return fmt.Errorf("init node: %w", err)
 			}
 			if g.json {
-				return json.NewEncoder(g.stdout).Encode(map[string]any{"home": h.Dir, "localServers": servers})
+				return json.NewEncoder(g.stdout).Encode(map[string]any{"home": h.Dir, "localServers": servers, "shares": sharesString(h.Config.Params)})
 			}
 			fmt.Fprintf(g.stdout, "Initialised %s with a local grid of %d servers (k=%d, happy=%d, n=%d).\n",
 				h.Dir, servers, h.Config.Params.K, h.Config.Params.Happy, h.Config.Params.N)
@@ -44,6 +59,7 @@ get work at once on this machine.`,
 		},
 	}
 	cmd.Flags().IntVar(&servers, "servers", servers, "number of servers in the embedded local grid")
+	cmd.Flags().StringVar(&shares, "shares", "", sharesUsage)
 	return cmd
 }
 

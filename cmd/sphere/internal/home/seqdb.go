@@ -1,6 +1,7 @@
 package home
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"log/slog"
@@ -173,14 +174,13 @@ func (s *SeqDB) flush() error {
 		if err != nil {
 			return err
 		}
-		var v [8]byte
 		for si, seq := range batch {
 			if old := b.Get(si[:]); len(old) == 8 && binary.BigEndian.Uint64(old) >= seq {
 				higher[si] = binary.BigEndian.Uint64(old)
 				continue
 			}
-			binary.BigEndian.PutUint64(v[:], seq)
-			if err := b.Put(si[:], v[:]); err != nil {
+			// bbolt keeps key and value until commit: fresh slices each.
+			if err := b.Put(bytes.Clone(si[:]), binary.BigEndian.AppendUint64(nil, seq)); err != nil {
 				return err
 			}
 		}

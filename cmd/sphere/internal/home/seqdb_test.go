@@ -102,7 +102,10 @@ func TestSeqDBShared(t *testing.T) {
 	a.Observe(si1, 5)
 	b.Observe(si1, 3) // lower: must not win
 	b.Observe(si2, math.MaxUint64)
-	a.Observe(si1, 4) // not higher than 5: ignored
+	a.Observe(si1, 4)   // not higher than 5: ignored
+	for i := range 50 { // one batch of many records
+		a.Observe(caps.StorageIndex{9, byte(i)}, uint64(100+i))
+	}
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +122,11 @@ func TestSeqDBShared(t *testing.T) {
 	}
 	if got := c.Seen(si2); got != math.MaxUint64 {
 		t.Errorf("si2: %d, want max", got)
+	}
+	for i := range 50 {
+		if got := c.Seen(caps.StorageIndex{9, byte(i)}); got != uint64(100+i) {
+			t.Errorf("record %d: %d, want %d", i, got, 100+i)
+		}
 	}
 }
 

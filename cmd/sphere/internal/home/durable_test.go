@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -52,8 +53,8 @@ func TestInitSyncsConfigAndSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range ents {
-		if filepath.Ext(e.Name()) != "" && e.Name() != "config.json" && !e.IsDir() {
-			t.Errorf("unexpected file %s in the home", e.Name())
+		if strings.Contains(e.Name(), ".tmp-") {
+			t.Errorf("temporary file %s left in the home", e.Name())
 		}
 	}
 	st, err := os.Stat(h.Path("secrets", "lease"))

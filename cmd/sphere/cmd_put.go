@@ -120,7 +120,8 @@ func openSource(h *home.Home, g *globals, name string) (io.ReaderAt, int64, func
 
 var capsFileMu sync.Mutex
 
-// rememberCap appends a cap to <home>/caps, the list `sphere renew` walks.
+// rememberCap appends a cap to <home>/caps, the list `sphere renew` walks,
+// and fsyncs it.
 func rememberCap(h *home.Home, c string) error {
 	capsFileMu.Lock()
 	defer capsFileMu.Unlock()
@@ -129,6 +130,12 @@ func rememberCap(h *home.Home, c string) error {
 		return fmt.Errorf("remember cap: %w", err)
 	}
 	if _, err := fmt.Fprintln(f, c); err != nil {
+		f.Close()
+		return fmt.Errorf("remember cap: %w", err)
+	}
+	// A cap lost from this list is never renewed, and its file expires
+	// with its leases: make it durable before put reports success.
+	if err := f.Sync(); err != nil {
 		f.Close()
 		return fmt.Errorf("remember cap: %w", err)
 	}

@@ -677,6 +677,130 @@ func NewDecoder(c CHKCap) *Decoder {
 	return &Decoder{Verifier: NewVerifier(c.VerifyCap()), aead: aead}
 }
 
+// NewKeylessDecoder returns a decoder for the file vc names that can
+// rebuild shares (Rebuilder) but not decrypt: DecodeSegment fails. It is
+// what repair with a verify cap uses.
+func NewKeylessDecoder(vc CHKVerifyCap) *Decoder { return &Decoder{Verifier: NewVerifier(vc)} }
+
+// Rebuilder re-creates every share of a file from k verified blocks per
+// segment, without the key: the erasure code works on ciphertext. Build it
+// with NewRebuilder once a trailer is verified, call Rebuild for every
+// segment (in any order, each once, from one goroutine at a time), then
+// Finish. The shares come out byte for byte as uploaded, or Finish fails.
+type Rebuilder struct {
+	d      *Decoder
+	l      Layout
+	rs     reedsolomon.Encoder
+	hashes [][32]byte // hashes[seg*N+shnum]
+	done   []bool
+	ndone  int
+}
+
+// NewRebuilder prepares to rebuild the shares of d's file; a trailer must
+// have passed d.VerifyTrailer (it fixes the layout and segment hashes).
+func (d *Decoder) NewRebuilder() (*Rebuilder, error) {
+	vf := d.verified.Load()
+	if vf == nil {
+		return nil, fmt.Errorf("rebuild: no share trailer verified yet: %w", ErrFormat)
+	}
+	rs, err := coderFor(vf.l.K, vf.l.N)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild: %w", err)
+	}
+	segs := vf.l.NumSegments()
+	return &Rebuilder{d: d, l: vf.l, rs: rs, hashes: make([][32]byte, segs*vf.l.N), done: make([]bool, segs)}, nil
+}
+
+// Layout returns the verified layout.
+func (r *Rebuilder) Layout() Layout { return r.l }
+
+// ShareHeader returns the bytes at offset 0 of share shnum.
+func (r *Rebuilder) ShareHeader(shnum int) []byte { return r.l.header(shnum) }
+
+// Rebuild takes at least k blocks of segment seg (blocks[shnum], nil where
+// missing; not modified) and returns all n blocks in one new allocation.
+// The k data blocks are checked against the verified segment hash first,
+// so an error wrapping ErrIntegrity means a bad block among those given
+// (find it with ShareProof.CheckBlock).
+func (r *Rebuilder) Rebuild(seg int, blocks [][]byte) ([][]byte, error) {
+	l := r.l
+	if seg < 0 || seg >= l.NumSegments() {
+		return nil, fmt.Errorf("rebuild: segment %d of %d: %w", seg, l.NumSegments(), ErrFormat)
+	}
+	if r.done[seg] {
+		return nil, fmt.Errorf("rebuild: segment %d rebuilt twice", seg)
+	}
+	if len(blocks) > l.N {
+		return nil, fmt.Errorf("rebuild segment %d: %d blocks for n=%d: %w", seg, len(blocks), l.N, ErrFormat)
+	}
+	bs := l.BlockSize(seg)
+	buf := make([]byte, bs*l.N)
+	shards := make([][]byte, l.N)
+	have := 0
+	for i := range l.N {
+		shards[i] = buf[i*bs : i*bs : (i+1)*bs]
+		if i < len(blocks) && len(blocks[i]) != 0 {
+			if len(blocks[i]) != bs {
+				return nil, fmt.Errorf("rebuild segment %d: block %d has %d bytes, want %d: %w", seg, i, len(blocks[i]), bs, ErrIntegrity)
+			}
+			shards[i] = append(shards[i], blocks[i]...)
+			have++
+		}
+	}
+	if have < l.K {
+		return nil, fmt.Errorf("rebuild segment %d: have %d blocks, need %d: %w", seg, have, l.K, ErrFormat)
+	}
+	if err := r.rs.ReconstructData(shards); err != nil {
+		return nil, fmt.Errorf("rebuild segment %d: reconstruct: %v: %w", seg, err, ErrIntegrity)
+	}
+	dataHashes := make([][32]byte, l.K)
+	for i := range dataHashes {
+		dataHashes[i] = blockHash(shards[i])
+	}
+	if segmentHash(dataHashes) != r.d.verified.Load().segHashes[seg] {
+		return nil, fmt.Errorf("rebuild segment %d: ciphertext does not match its segment hash: %w", seg, ErrIntegrity)
+	}
+	// Parity from the checked data, never from the blocks given: a bad
+	// parity block must not be passed on.
+	out := make([][]byte, l.N)
+	for i := range l.N {
+		out[i] = buf[i*bs : (i+1)*bs : (i+1)*bs]
+		if i < l.K && &shards[i][0] != &out[i][0] {
+			copy(out[i], shards[i])
+		}
+	}
+	if l.N > l.K {
+		if err := r.rs.Encode(out); err != nil {
+			return nil, fmt.Errorf("rebuild segment %d: %w", seg, err)
+		}
+	}
+	hs := r.hashes[seg*l.N : (seg+1)*l.N]
+	for i, b := range out {
+		hs[i] = blockHash(b)
+	}
+	r.done[seg] = true
+	r.ndone++
+	return out, nil
+}
+
+// Finish, once every segment is rebuilt, returns every share's trailer; it
+// fails unless they give the cap's root.
+func (r *Rebuilder) Finish() ([][]byte, error) {
+	l := r.l
+	if r.ndone != l.NumSegments() {
+		return nil, fmt.Errorf("rebuild finish: %d of %d segments rebuilt", r.ndone, l.NumSegments())
+	}
+	segHashes := make([][32]byte, l.NumSegments())
+	for seg := range segHashes {
+		segHashes[seg] = segmentHash(r.hashes[seg*l.N : seg*l.N+l.K])
+	}
+	trailers, ueb := buildTrailers(l, r.hashes, segHashes)
+	if uebRoot(ueb) != r.d.vc.Root {
+		return nil, fmt.Errorf("rebuild finish: rebuilt shares do not give the cap's root: %w", ErrIntegrity)
+	}
+	return trailers, nil
+}
+
 // coders caches one Reed-Solomon coder per (k, n): building one costs tens
 // of microseconds, and a coder is safe for concurrent use (its only state,
 // the cache of inverted matrices, is behind a mutex; klauspost/reedsolomon#95),
@@ -799,6 +923,9 @@ func (d *Decoder) DecodeSegmentInto(l Layout, seg int, blocks [][]byte, buf []by
 		if c != 0 {
 			return nil, fmt.Errorf("decode segment %d: nonzero padding: %w", seg, ErrIntegrity)
 		}
+	}
+	if d.aead == nil {
+		return nil, fmt.Errorf("decode segment %d: a keyless decoder cannot decrypt: %w", seg, ErrFormat)
 	}
 	pt, err := d.aead.Open(buf[:0], segmentNonce(seg), buf[:ctLen], aeadData(l))
 	if err != nil {

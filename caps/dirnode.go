@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"github.com/zeebo/blake3"
@@ -177,7 +178,53 @@ func (e *Entry) check() error {
 	if err := checkTableCap(wk, e.WriteCap); err != nil {
 		return fmt.Errorf("entry %q: write cap: %w", clip(e.Name, 40), err)
 	}
+	// Both caps must name one file: else write-cap holders would see one
+	// directory and read-cap holders another.
+	rc, err := readCapOfWriteCap(e.WriteCap)
+	if err != nil {
+		return fmt.Errorf("entry %q: write cap: %w", clip(e.Name, 40), err)
+	}
+	if rc != e.ReadCap {
+		return fmt.Errorf("entry %q: write cap and read cap name different files: %w", clip(e.Name, 40), ErrFormat)
+	}
 	return nil
+}
+
+// derivedReadCaps caches write cap string -> read cap string: deriving
+// costs an Ed25519 public key (tens of µs), and a directory of many
+// writable children is decoded again on every change. Bounded: cleared
+// when full.
+var derivedReadCaps = struct {
+	sync.Mutex
+	m map[string]string
+}{m: make(map[string]string)}
+
+const maxDerivedReadCaps = 8192
+
+// readCapOfWriteCap returns the read cap string a mutable write cap derives.
+func readCapOfWriteCap(s string) (string, error) {
+	derivedReadCaps.Lock()
+	rc, ok := derivedReadCaps.m[s]
+	derivedReadCaps.Unlock()
+	if ok {
+		return rc, nil
+	}
+	c, err := Parse(s)
+	if err != nil {
+		return "", err
+	}
+	wc, ok := c.(MutableWriteCap)
+	if !ok {
+		return "", fmt.Errorf("kind %q is not a mutable write cap: %w", clip(c.Kind(), 20), ErrFormat)
+	}
+	rc = wc.ReadCap().String()
+	derivedReadCaps.Lock()
+	if len(derivedReadCaps.m) >= maxDerivedReadCaps {
+		clear(derivedReadCaps.m)
+	}
+	derivedReadCaps.m[s] = rc
+	derivedReadCaps.Unlock()
+	return rc, nil
 }
 
 // checkTableCap accepts exactly the cap strings of kind (one a table may

@@ -505,6 +505,7 @@ func FuzzDirTable(f *testing.F) {
 		f.Add(ro)
 	}
 	f.Add(rawTable(2, rawEntry("a", LitCap{}.String(), 0, byte(TypeFile), ""), rawEntry("a", LitCap{}.String(), 0, byte(TypeFile), "")))
+	f.Add(mismatchedTable(f, dir)) // write cap of another directory than the read cap
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, wc := range []*MutableWriteCap{&dir, nil} {
 			tb, err := DecodeTable(data, wc)

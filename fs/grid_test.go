@@ -28,6 +28,7 @@ func realGridParams(t testing.TB, p caps.Params) fs.Grid {
 		Servers:     gridtest.NewMemGrid(10),
 		Params:      p,
 		Convergence: bytes.Repeat([]byte{9}, 32),
+		LeaseSecret: [32]byte{9},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -141,7 +141,8 @@ func countOK(ss []ShareStatus) int {
 // are healthy; with opts.Verify it downloads and hashes every block, with
 // opts.Repair it re-creates missing or corrupt shares on servers that lack
 // them (ring order) and attaches a fresh check of the result. cp may be a
-// read cap, a verify cap (no repair) or a lit cap (always healthy). An
+// read cap, a verify cap (repair then rebuilds shares from the ciphertext,
+// never seeing plaintext) or a lit cap (always healthy). An
 // unhealthy file is a report, not an error; errors are for bad arguments and
 // a cancelled ctx.
 func (c *Client) Check(ctx context.Context, cp caps.Cap, opts CheckOptions) (*CheckReport, error) {
@@ -157,23 +158,24 @@ func (c *Client) Check(ctx context.Context, cp caps.Cap, opts CheckOptions) (*Ch
 		return nil, fmt.Errorf("check: cap has k=%d n=%d size=%d: %w", vc.K, vc.N, vc.Size, caps.ErrFormat)
 	}
 	rc, readable := asCHK(cp)
-	if opts.Repair && !readable {
-		return nil, errors.New("check: repair needs the read cap, not a verify cap")
-	}
-	// With a read cap, verify through the decoder: repair decodes with it,
-	// and a decoder only trusts segment hashes from trailers it verified.
-	v := caps.NewVerifier(vc)
-	var dec *caps.Decoder
+	// Verify through the decoder: repair decodes with it, and a decoder
+	// only trusts segment hashes from trailers it verified. A verify cap
+	// gets a keyless one: repair rebuilds shares from ciphertext.
+	dec := caps.NewKeylessDecoder(vc)
 	if readable {
 		dec = caps.NewDecoder(rc)
-		v = dec.Verifier
 	}
+	v := dec.Verifier
 	rep, lrs := c.check(ctx, vc, v, opts.Verify)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("check %v: %w", vc.SI, err)
 	}
 	if opts.Repair && !rep.Healthy {
-		rep.Repair = c.repair(ctx, rc, dec, rep, lrs)
+		if readable {
+			rep.Repair = c.repair(ctx, rc, dec, rep, lrs)
+		} else {
+			rep.Repair = c.repairKeyless(ctx, vc, dec, rep, lrs)
+		}
 		after, _ := c.check(ctx, vc, caps.NewVerifier(vc), opts.Verify)
 		rep.Repair.After = after
 		if err := ctx.Err(); err != nil {
@@ -305,7 +307,7 @@ func (c *Client) repair(ctx context.Context, rc caps.CHKCap, dec *caps.Decoder, 
 		c.log.Warn("Repair failed", "si", rc.VerifyCap().SI, "err", err)
 		return out
 	}
-	f, err := c.newFile(ctx, rc, dec, lrs)
+	f, err := c.newFile(ctx, rc.VerifyCap(), dec, lrs)
 	if err != nil {
 		return fail(fmt.Errorf("repair: %w", err))
 	}
@@ -325,12 +327,12 @@ func (c *Client) repair(ctx context.Context, rc caps.CHKCap, dec *caps.Decoder, 
 	if len(targets) == 0 {
 		return fail(errors.New("repair: no server can take the missing shares"))
 	}
-	sw := c.startShareWriters(ctx, si, l.ShareSize(), targets, spares)
+	sw := c.startShareWriters(ctx, si, l.ShareSize(), enc.ShareHeader, targets, spares)
 	for shnum := range targets {
 		sw.send(shnum, enc.ShareHeader(shnum))
 	}
 	load := func(ctx context.Context, seg int, _ []byte) ([]byte, error) { return f.fetchSegment(ctx, seg) }
-	emit := func(seg int, blocks [][]byte, ref *segBuf) error {
+	emit := func(seg int, _ []byte, blocks [][]byte, ref *segBuf) error {
 		if err := sw.sendBlocks(l, seg, blocks, ref); err != nil {
 			return err
 		}
@@ -354,6 +356,12 @@ func (c *Client) repair(ctx context.Context, rc caps.CHKCap, dec *caps.Decoder, 
 		sw.abort(err)
 		return fail(fmt.Errorf("repair: %w", err))
 	}
+	return c.repairPlaced(out, sw, rep.MissingShares)
+}
+
+// repairPlaced fills out with where the writers of sw placed the missing
+// shares.
+func (c *Client) repairPlaced(out *RepairReport, sw *shareWriters, missing []int) *RepairReport {
 	var failed []string
 	for _, res := range sw.collect() {
 		st := ShareStatus{Shnum: res.shnum, Server: res.srv.ID().String(), Status: ShareOK}
@@ -364,14 +372,95 @@ func (c *Client) repair(ctx context.Context, rc caps.CHKCap, dec *caps.Decoder, 
 		out.Created = append(out.Created, st)
 	}
 	slices.SortFunc(out.Created, func(a, b ShareStatus) int { return a.Shnum - b.Shnum })
-	if len(out.Created) < len(rep.MissingShares) || len(failed) > 0 {
-		msg := fmt.Sprintf("repair: placed %d of %d missing shares", countOK(out.Created), len(rep.MissingShares))
+	if len(out.Created) < len(missing) || len(failed) > 0 {
+		msg := fmt.Sprintf("repair: placed %d of %d missing shares", countOK(out.Created), len(missing))
 		if len(failed) > 0 {
 			msg += ": " + strings.Join(failed, "; ")
 		}
 		out.Error = msg
 	}
 	return out
+}
+
+// repairKeyless is repair with a verify cap: each segment's k blocks are
+// reconstructed into the ciphertext, checked against the verified segment
+// hash, and erasure-coded again into the missing blocks; the rebuilt
+// trailers must give the cap's root before the last bytes go out. No key,
+// no plaintext. dec must be the keyless decoder whose verifier checked lrs.
+func (c *Client) repairKeyless(ctx context.Context, vc caps.CHKVerifyCap, dec *caps.Decoder, rep *CheckReport, lrs []listResult) *RepairReport {
+	out := &RepairReport{Created: []ShareStatus{}}
+	fail := func(err error) *RepairReport {
+		out.Error = err.Error()
+		c.log.Warn("Repair failed", "si", vc.SI, "err", err)
+		return out
+	}
+	f, err := c.newFile(ctx, vc, dec, lrs)
+	if err != nil {
+		return fail(fmt.Errorf("repair: %w", err))
+	}
+	defer f.Close()
+	rb, err := dec.NewRebuilder()
+	if err != nil {
+		return fail(fmt.Errorf("repair: %w", err))
+	}
+	l := rb.Layout()
+	if l != f.l {
+		return fail(errors.New("repair: verified layouts disagree"))
+	}
+	targets, spares := c.repairTargets(ctx, vc.SI, l.ShareSize(), rep.MissingShares, lrs)
+	if len(targets) == 0 {
+		return fail(errors.New("repair: no server can take the missing shares"))
+	}
+	sw := c.startShareWriters(ctx, vc.SI, l.ShareSize(), rb.ShareHeader, targets, spares)
+	for shnum := range targets {
+		sw.send(shnum, rb.ShareHeader(shnum))
+	}
+	for seg := range l.NumSegments() {
+		blocks, err := f.rebuildSegment(ctx, rb, seg)
+		if err == nil {
+			err = sw.sendBlocks(l, seg, blocks, nil)
+		}
+		if err == nil && sw.aliveServers() == 0 {
+			err = errors.New("every target server failed")
+		}
+		if err != nil {
+			sw.abort(err)
+			return fail(fmt.Errorf("repair: %w", err))
+		}
+	}
+	trailers, err := rb.Finish()
+	if err == nil {
+		err = sw.finish(trailers)
+	}
+	if err != nil {
+		sw.abort(err)
+		return fail(fmt.Errorf("repair: %w", err))
+	}
+	return c.repairPlaced(out, sw, rep.MissingShares)
+}
+
+// rebuildSegment fetches k blocks of seg and rebuilds all n; a bad data
+// block drops its share and the segment is fetched again without it (as
+// fetchSegmentInto does).
+func (f *File) rebuildSegment(ctx context.Context, rb *caps.Rebuilder, seg int) ([][]byte, error) {
+	for attempt := 0; ; attempt++ {
+		blocks, srcs, err := f.fetchBlocks(ctx, seg)
+		if err != nil {
+			return nil, err
+		}
+		all, err := rb.Rebuild(seg, blocks)
+		if err == nil {
+			f.recycle(blocks, srcs)
+			return all, nil
+		}
+		rerr := fmt.Errorf("rebuild segment %d of %v: %w", seg, f.si, err)
+		if !errors.Is(err, caps.ErrIntegrity) || attempt >= f.l.N {
+			return nil, rerr
+		}
+		if f.checkDataBlocks(seg, blocks, srcs) == 0 {
+			return nil, rerr
+		}
+	}
 }
 
 // repairTargets picks a server for each missing share: among servers that

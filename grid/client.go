@@ -14,8 +14,8 @@ import (
 type ClientConfig struct {
 	Servers     []Server
 	Params      caps.Params // zero value: caps.DefaultParams()
-	Convergence []byte      // per-user convergence secret (32 bytes)
-	LeaseSecret [32]byte    // per-user secret all lease secrets derive from
+	Convergence []byte      // per-user convergence secret (at least 32 bytes; required)
+	LeaseSecret [32]byte    // per-user secret all lease secrets derive from (required, not all zero)
 	// LeaseDuration is the lease expiry the client asks for (zero: 31
 	// days). Servers ignore it and date leases themselves
 	// (grid.DefaultLeaseTerm); it only fills Lease.Expires.
@@ -29,6 +29,9 @@ type ClientConfig struct {
 	// Retrieve notices rollback (zero: in memory, per Client).
 	SeqStore SeqStore
 }
+
+// MinSecretSize is the shortest convergence secret NewClient accepts.
+const MinSecretSize = 32
 
 // Client uploads, downloads, checks and repairs files on a set of servers.
 // It is safe for concurrent use.
@@ -60,6 +63,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if len(c.servers) == 0 {
 		return nil, errors.New("grid client: no servers")
+	}
+	// A short or missing secret would make keys guessable (convergence) or
+	// let anyone renew and cancel this user's leases (lease): refuse.
+	if len(c.conv) < MinSecretSize {
+		return nil, fmt.Errorf("grid client: convergence secret of %d bytes, want at least %d", len(c.conv), MinSecretSize)
+	}
+	if c.leaseSK == ([32]byte{}) {
+		return nil, errors.New("grid client: lease secret missing (all zero)")
 	}
 	if c.leaseD == 0 {
 		c.leaseD = 31 * 24 * time.Hour

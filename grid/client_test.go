@@ -32,6 +32,7 @@ func newClient(t testing.TB, servers []grid.Server, p caps.Params, timeout time.
 		Servers:        servers,
 		Params:         p,
 		Convergence:    bytes.Repeat([]byte{7}, 32),
+		LeaseSecret:    [32]byte{7},
 		RequestTimeout: timeout,
 		Logger:         quietLogger(),
 	})

@@ -282,7 +282,7 @@ func (c *Client) Open(ctx context.Context, cp caps.Cap) (*File, error) {
 	}
 	vc := rc.VerifyCap()
 	dec := caps.NewDecoder(rc)
-	f := c.newFileShell(ctx, rc, dec)
+	f := c.newFileShell(ctx, vc, dec)
 	// Listen to the servers until all have answered, or until k shares are
 	// verified and a grace period passed (as long as the answers took so
 	// far, at least 50 ms): one hung server must not hold up every open.
@@ -328,9 +328,9 @@ wait:
 }
 
 // newFileShell returns a File with no shares yet.
-func (c *Client) newFileShell(ctx context.Context, rc caps.CHKCap, dec *caps.Decoder) *File {
+func (c *Client) newFileShell(ctx context.Context, vc caps.CHKVerifyCap, dec *caps.Decoder) *File {
 	f := &File{
-		c: c, size: int64(rc.Size), si: rc.VerifyCap().SI, dec: dec, k: rc.K,
+		c: c, size: int64(vc.Size), si: vc.SI, dec: dec, k: vc.K,
 		segs: make(map[int]*segEntry), shnums: make(map[int]bool), stats: make(map[ServerID]*srvStat),
 	}
 	f.ctx, f.cancel = context.WithCancel(ctx)
@@ -338,8 +338,8 @@ func (c *Client) newFileShell(ctx context.Context, rc caps.CHKCap, dec *caps.Dec
 }
 
 // newFile builds a File from the shares that passed verification in lrs.
-func (c *Client) newFile(ctx context.Context, rc caps.CHKCap, dec *caps.Decoder, lrs []listResult) (*File, error) {
-	f := c.newFileShell(ctx, rc, dec)
+func (c *Client) newFile(ctx context.Context, vc caps.CHKVerifyCap, dec *caps.Decoder, lrs []listResult) (*File, error) {
+	f := c.newFileShell(ctx, vc, dec)
 	for _, lr := range lrs {
 		f.addListing(lr)
 	}

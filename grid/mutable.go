@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"math"
 	"math/big"
 	"slices"
 	"sync"
@@ -34,6 +35,10 @@ var (
 	// *caps.ConflictError) when its change collides with a concurrent one,
 	// and Modify returns it unchanged.
 	ErrConflict = caps.ErrConflict
+	// ErrSeqExhausted: the next version would need sequence number 2^64-1
+	// or wrap to 0, which readers would take for older; the file cannot be
+	// changed any more (copy its content to a new one).
+	ErrSeqExhausted = errors.New("mutable file's sequence numbers are used up")
 	// errNotMutable: the cap given is not a mutable one of the needed kind.
 	errNotMutable = errors.New("not a mutable cap")
 )
@@ -557,6 +562,9 @@ func (c *Client) retrieve(ctx context.Context, rc caps.MutableReadCap, early boo
 // otherwise the error wraps ErrStale (someone published seq or higher
 // first) or ErrNotHappy. The returned Version is set even on error.
 func (c *Client) publishAt(ctx context.Context, wc caps.MutableWriteCap, content []byte, seq uint64) (Version, error) {
+	if seq == 0 || seq == math.MaxUint64 {
+		return Version{}, fmt.Errorf("publish %v: %w", wc.StorageIndex(), ErrSeqExhausted)
+	}
 	p := c.params
 	shares, root, err := caps.EncodeMutable(wc, seq, content, p.K, p.N, rand.Reader)
 	if err != nil {

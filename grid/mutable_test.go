@@ -26,6 +26,8 @@ func mutClient(t testing.TB, servers []grid.Server) *grid.Client {
 	t.Helper()
 	c, err := grid.NewClient(grid.ClientConfig{
 		Servers:        servers,
+		Convergence:    bytes.Repeat([]byte{5}, 32),
+		LeaseSecret:    [32]byte{5},
 		Params:         caps.Params{K: 3, Happy: 7, N: 10, SegmentSize: 4096},
 		RequestTimeout: 2 * time.Second,
 		Logger:         quietLogger(),
@@ -243,7 +245,7 @@ func TestMutableRollback(t *testing.T) {
 	// seq 5 cannot tell.
 	store := grid.NewMemSeqStore()
 	store.Observe(wc.StorageIndex(), 5)
-	c2, err := grid.NewClient(grid.ClientConfig{Servers: servers, Params: caps.Params{K: 3, Happy: 7, N: 10, SegmentSize: 4096}, SeqStore: store, Logger: quietLogger()})
+	c2, err := grid.NewClient(grid.ClientConfig{Servers: servers, Convergence: bytes.Repeat([]byte{5}, 32), LeaseSecret: [32]byte{5}, Params: caps.Params{K: 3, Happy: 7, N: 10, SegmentSize: 4096}, SeqStore: store, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -636,6 +638,8 @@ func TestMutableStalledServers(t *testing.T) {
 	servers, faults := gridtest.NewFaultGrid(10)
 	c, err := grid.NewClient(grid.ClientConfig{
 		Servers:        servers,
+		Convergence:    bytes.Repeat([]byte{5}, 32),
+		LeaseSecret:    [32]byte{5},
 		Params:         caps.Params{K: 3, Happy: 7, N: 10, SegmentSize: 4096},
 		RequestTimeout: time.Hour,
 		Logger:         quietLogger(),

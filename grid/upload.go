@@ -1,6 +1,7 @@
 package grid
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -76,7 +77,7 @@ func (c *Client) Upload(ctx context.Context, r io.ReaderAt, size int64, opts Upl
 			return nil, err
 		}
 	}
-	capv, err := c.uploadCHK(ctx, r, size, key, opts.Progress)
+	capv, err := c.uploadCHK(ctx, r, size, key, !opts.RandomKey, opts.Progress)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +148,16 @@ type shareResult struct {
 	err   error
 }
 
-// uploadCHK is the second pass: encode and stream shares to servers.
-func (c *Client) uploadCHK(ctx context.Context, r io.ReaderAt, size int64, key [16]byte, progress func(int64)) (caps.CHKCap, error) {
+// ErrChanged: the file changed while Upload read it (its two passes read
+// different bytes). Nothing was stored; upload it again once it is still.
+var ErrChanged = errors.New("file changed while it was read")
+
+// uploadCHK is the second pass: encode and stream shares to servers. With
+// convergent, the plaintext goes through the key hasher again as it is
+// encoded, and the upload fails (before any share is complete, so servers
+// keep nothing) unless it gives key again: else a file that changed between
+// the passes would be stored under another content's key and index.
+func (c *Client) uploadCHK(ctx context.Context, r io.ReaderAt, size int64, key [16]byte, convergent bool, progress func(int64)) (caps.CHKCap, error) {
 	enc, err := caps.NewEncoder(key, c.params, uint64(size))
 	if err != nil {
 		return caps.CHKCap{}, fmt.Errorf("upload: %w", err)
@@ -170,12 +179,19 @@ func (c *Client) uploadCHK(ctx context.Context, r io.ReaderAt, size int64, key [
 	for shnum, srv := range assignShares(ring, n) {
 		targets[shnum] = srv
 	}
-	sw := c.startShareWriters(ctx, si, l.ShareSize(), targets, spares)
+	sw := c.startShareWriters(ctx, si, l.ShareSize(), enc.ShareHeader, targets, spares)
 	for shnum := range n {
 		sw.send(shnum, enc.ShareHeader(shnum))
 	}
+	var rehash *caps.KeyHasher
+	if convergent {
+		rehash = caps.NewKeyHasher(c.conv, c.params)
+	}
 	var done int64
-	emit := func(seg int, blocks [][]byte, ref *segBuf) error {
+	emit := func(seg int, pt []byte, blocks [][]byte, ref *segBuf) error {
+		if rehash != nil {
+			rehash.Write(pt)
+		}
 		if err := sw.sendBlocks(l, seg, blocks, ref); err != nil {
 			return err
 		}
@@ -197,6 +213,10 @@ func (c *Client) uploadCHK(ctx context.Context, r io.ReaderAt, size int64, key [
 	}
 	if err := encodeSegments(ctx, l, enc, load, emit); err != nil {
 		return sw.abort(fmt.Errorf("upload %v: %w", si, err))
+	}
+	// Before any trailer goes out: no server has a whole share yet.
+	if rehash != nil && rehash.Key() != key {
+		return sw.abort(fmt.Errorf("upload %v: %w (its convergent key differs between the two reads)", si, ErrChanged))
 	}
 	trailers, capv, err := enc.Finish()
 	if err != nil {
@@ -278,7 +298,8 @@ func (c *Client) uploadSmall(ctx context.Context, r io.ReaderAt, size int64, opt
 	for shnum, srv := range assignShares(ring, n) {
 		targets[shnum] = srv
 	}
-	sw := c.startShareWriters(ctx, si, shareSize, targets, spares)
+	sw := c.startShareWriters(ctx, si, shareSize, enc.ShareHeader, targets, spares)
+	sw.setTrailers(trailers)
 	for shnum, p := range sw.pipes {
 		c.send(ctx, p, pipeItem{b: shares[shnum]})
 		p.closeWrite()
@@ -302,10 +323,20 @@ type shareWriters struct {
 	results chan shareResult
 	cancel  context.CancelFunc
 
-	mu      sync.Mutex
-	targets map[int]Server // where each share is being written
-	spares  []Server       // in order of preference
-	refused map[ServerID]bool
+	mu       sync.Mutex
+	targets  map[int]Server // where each share is being written
+	spares   []Server       // in order of preference
+	refused  map[ServerID]bool
+	held     map[ServerID]*heldShares // what each server held before we wrote
+	header   func(shnum int) []byte
+	trailers [][]byte // set once the encoder has finished
+}
+
+// heldShares is a server's ListShares answer, asked once per upload.
+type heldShares struct {
+	once   sync.Once
+	shnums map[int]bool
+	err    error
 }
 
 // maxNoSpaceRetries bounds how many servers one share tries after refusals.
@@ -315,13 +346,23 @@ const maxNoSpaceRetries = 8
 // entry, each reading from its own sharePipe. A server that answers
 // ErrNoSpace before reading anything is replaced by the next of spares that
 // has not refused, preferring servers not yet written to.
-func (c *Client) startShareWriters(ctx context.Context, si caps.StorageIndex, shareSize int64, targets map[int]Server, spares []Server) *shareWriters {
+//
+// A server keeps a share it already holds (same size) and only adds our
+// lease, so before writing, each server is asked which shares it holds; a
+// write onto a held share counts only once the server's copy is read back
+// and its header (header(shnum)) and trailer (setTrailers) are ours, which
+// commit to every block. Else the share fails with ErrCorrupt: a held share
+// of other content (a changed file's, or planted by a member who knew the
+// storage index) must not count toward happiness.
+func (c *Client) startShareWriters(ctx context.Context, si caps.StorageIndex, shareSize int64, header func(int) []byte, targets map[int]Server, spares []Server) *shareWriters {
 	wctx, wcancel := context.WithCancel(ctx)
 	sw := &shareWriters{
 		c: c, ctx: ctx, si: si, targets: targets, spares: spares, cancel: wcancel,
 		pipes:   make(map[int]*sharePipe, len(targets)),
 		results: make(chan shareResult, len(targets)),
 		refused: make(map[ServerID]bool),
+		held:    make(map[ServerID]*heldShares),
+		header:  header,
 	}
 	sw.mu.Lock() // goroutines may replace targets while this loop runs
 	defer sw.mu.Unlock()
@@ -332,7 +373,11 @@ func (c *Client) startShareWriters(ctx context.Context, si caps.StorageIndex, sh
 		go func() {
 			var err error
 			for attempt := 0; ; attempt++ {
+				held := sw.heldBefore(sctx, srv, shnum)
 				err = srv.WriteShare(sctx, si, shnum, shareSize, p, c.lease(si, srv.ID()))
+				if err == nil && held {
+					err = sw.checkHeld(sctx, srv, shnum, shareSize)
+				}
 				if !errors.Is(err, ErrNoSpace) || p.started.Load() || attempt >= maxNoSpaceRetries {
 					break
 				}
@@ -349,6 +394,65 @@ func (c *Client) startShareWriters(ctx context.Context, si caps.StorageIndex, sh
 		}()
 	}
 	return sw
+}
+
+// heldBefore reports whether srv may already hold share shnum (it says so,
+// or it could not say).
+func (sw *shareWriters) heldBefore(ctx context.Context, srv Server, shnum int) bool {
+	sw.mu.Lock()
+	h := sw.held[srv.ID()]
+	if h == nil {
+		h = &heldShares{}
+		sw.held[srv.ID()] = h
+	}
+	sw.mu.Unlock()
+	h.once.Do(func() {
+		lctx, cancel := context.WithTimeout(ctx, sw.c.timeout)
+		defer cancel()
+		infos, err := srv.ListShares(lctx, sw.si)
+		h.shnums, h.err = make(map[int]bool, len(infos)), err
+		for _, in := range infos {
+			h.shnums[in.Shnum] = true
+		}
+	})
+	return h.err != nil || h.shnums[shnum]
+}
+
+// setTrailers records the shares' trailers, for checkHeld.
+func (sw *shareWriters) setTrailers(trailers [][]byte) {
+	sw.mu.Lock()
+	sw.trailers = trailers
+	sw.mu.Unlock()
+}
+
+// checkHeld reads back the header and trailer of share shnum from srv and
+// compares them with ours.
+func (sw *shareWriters) checkHeld(ctx context.Context, srv Server, shnum int, shareSize int64) error {
+	sw.mu.Lock()
+	var trailer []byte
+	if shnum < len(sw.trailers) {
+		trailer = sw.trailers[shnum]
+	}
+	sw.mu.Unlock()
+	header := sw.header(shnum)
+	if trailer == nil || int64(len(header)+len(trailer)) > shareSize {
+		return fmt.Errorf("share %d: no trailer to compare a held share with", shnum)
+	}
+	got, err := sw.c.readShare(ctx, srv, sw.si, shnum, 0, int64(len(header)))
+	if err != nil {
+		return fmt.Errorf("share %d already held: read back header: %w", shnum, err)
+	}
+	if !bytes.Equal(got, header) {
+		return fmt.Errorf("share %d: server already holds a different share (header differs): %w", shnum, ErrCorrupt)
+	}
+	got, err = sw.c.readShare(ctx, srv, sw.si, shnum, shareSize-int64(len(trailer)), int64(len(trailer)))
+	if err != nil {
+		return fmt.Errorf("share %d already held: read back trailer: %w", shnum, err)
+	}
+	if !bytes.Equal(got, trailer) {
+		return fmt.Errorf("share %d: server already holds a different share (trailer differs): %w", shnum, ErrCorrupt)
+	}
+	return nil
 }
 
 // replace records that full refused share shnum and picks the server to try
@@ -418,6 +522,7 @@ func (sw *shareWriters) finish(trailers [][]byte) error {
 			return fmt.Errorf("encoder returned %d trailers, need share %d", len(trailers), shnum)
 		}
 	}
+	sw.setTrailers(trailers)
 	for shnum, p := range sw.pipes {
 		sw.c.send(sw.ctx, p, pipeItem{b: trailers[shnum]})
 		p.closeWrite()
@@ -493,19 +598,21 @@ func (sw *shareWriters) abort(err error) (caps.CHKCap, error) {
 }
 
 // encodeSegments loads and encodes every segment on GOMAXPROCS workers and
-// calls emit(seg, blocks, ref) in segment order from one goroutine; the
-// blocks live in ref's buffer, reused once ref is released. load(ctx, seg,
-// buf) returns the plaintext of seg, in buf (of capacity SegmentSize) or
-// elsewhere; it is called concurrently. At most workers+2 segments are
-// between load and emit.
+// calls emit(seg, pt, blocks, ref) in segment order from one goroutine; pt
+// is the segment's plaintext, valid until emit returns, and the blocks live
+// in ref's buffer, reused once ref is released. load(ctx, seg, buf) returns
+// the plaintext of seg, in buf (of capacity SegmentSize) or elsewhere; it is
+// called concurrently. At most workers+2 segments are between load and emit.
 func encodeSegments(ctx context.Context, l caps.Layout, enc *caps.Encoder,
 	load func(ctx context.Context, seg int, buf []byte) ([]byte, error),
-	emit func(seg int, blocks [][]byte, ref *segBuf) error) error {
+	emit func(seg int, pt []byte, blocks [][]byte, ref *segBuf) error) error {
 	nseg := l.NumSegments()
 	workers := max(1, runtime.GOMAXPROCS(0))
 	window := workers + 2
 	type result struct {
 		seg    int
+		pt     []byte // plaintext, in buf or the loader's own memory
+		buf    []byte // goes back to free after emit
 		blocks [][]byte
 		ref    *segBuf
 	}
@@ -557,15 +664,11 @@ func encodeSegments(ctx context.Context, l caps.Layout, enc *caps.Encoder,
 				}
 				ref.refs.Store(1)
 				blocks, err := enc.EncodeSegmentInto(seg, pt, ref.buf[:l.N*l.BlockSize(seg)])
-				select {
-				case free <- buf:
-				default:
-				}
 				if err != nil {
 					return fmt.Errorf("encode segment %d: %w", seg, err)
 				}
 				select {
-				case out <- result{seg, blocks, ref}:
+				case out <- result{seg, pt, buf, blocks, ref}:
 				case <-gctx.Done():
 					return gctx.Err()
 				}
@@ -588,8 +691,12 @@ func encodeSegments(ctx context.Context, l caps.Layout, enc *caps.Encoder,
 					break
 				}
 				delete(pending, next)
-				if err := emit(next, res.blocks, res.ref); err != nil {
+				if err := emit(next, res.pt, res.blocks, res.ref); err != nil {
 					return err
+				}
+				select {
+				case free <- res.buf:
+				default:
 				}
 				next++
 				<-tokens

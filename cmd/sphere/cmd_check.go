@@ -16,8 +16,9 @@ func newCheckCmd(g *globals) *cobra.Command {
 		Short: "Report which shares of a file are where, and whether they are healthy",
 		Long: `check asks every server which shares of CAP it holds. --verify also downloads
 and hashes every block of every share and names servers holding corrupt ones.
---repair re-creates missing or corrupt shares on servers that lack them.
-Exit code 4 means the file is (still) unhealthy.`,
+--repair re-creates missing or corrupt shares on servers that lack them; it
+works with a verify cap too (shares are rebuilt from ciphertext, so whoever
+repairs never holds the key). Exit code 4 means the file is (still) unhealthy.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()

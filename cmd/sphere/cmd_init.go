@@ -6,12 +6,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sphere-grid/sphere/caps"
 	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
 )
 
 func newInitCmd(g *globals) *cobra.Command {
 	servers := 10
 	var quota string
+	var shares string
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Create a home: secrets, identity and an embedded local grid",
@@ -27,6 +29,13 @@ get work at once on this machine.`,
 			if _, err := parseQuota(quota); err != nil {
 				return err
 			}
+			params := caps.DefaultParams()
+			if shares != "" {
+				var err error
+				if params, err = parseShares(shares, params); err != nil {
+					return err
+				}
+			}
 			dir, err := home.DefaultDir()
 			if err != nil {
 				return err
@@ -35,6 +44,12 @@ get work at once on this machine.`,
 			if err != nil {
 				return err
 			}
+			if params != h.Config.Params {
+				h.Config.Params = params
+				if err := h.Save(); err != nil {
+					return err
+				}
+			}
 			if err := initNode(h); err != nil {
 				return fmt.Errorf("init node: %w", err)
 			}
@@ -42,7 +57,7 @@ get work at once on this machine.`,
 				return err
 			}
 			if g.json {
-				return json.NewEncoder(g.stdout).Encode(map[string]any{"home": h.Dir, "localServers": servers})
+				return json.NewEncoder(g.stdout).Encode(map[string]any{"home": h.Dir, "localServers": servers, "shares": sharesString(h.Config.Params)})
 			}
 			fmt.Fprintf(g.stdout, "Initialised %s with a local grid of %d servers (k=%d, happy=%d, n=%d).\n",
 				h.Dir, servers, h.Config.Params.K, h.Config.Params.Happy, h.Config.Params.N)
@@ -52,6 +67,7 @@ get work at once on this machine.`,
 	}
 	cmd.Flags().IntVar(&servers, "servers", servers, "number of servers in the embedded local grid")
 	cmd.Flags().StringVar(&quota, "quota", "", "space this home's stores may use in total, e.g. 20G (0: no limit; default: 10% of the free space, at most 100G)")
+	cmd.Flags().StringVar(&shares, "shares", "", sharesUsage)
 	return cmd
 }
 

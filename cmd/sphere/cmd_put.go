@@ -15,13 +15,15 @@ import (
 
 func newPutCmd(g *globals) *cobra.Command {
 	var random bool
+	var shares string
 	cmd := &cobra.Command{
 		Use:   "put FILE|-",
 		Short: "Store an immutable file on the grid and print its read cap",
 		Long: `put encrypts FILE (or standard input for "-"), erasure-codes it into shares and
 stores them on the grid, then prints the read cap: the string that finds and
 decrypts the file. Keys are convergent (the same file from the same home is
-stored once) unless --random-key is given.`,
+stored once) unless --random-key is given. --shares K,H,N overrides the home's
+encoding (set by 'sphere init --shares') for this file.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
@@ -29,11 +31,24 @@ stored once) unless --random-key is given.`,
 			if err != nil {
 				return err
 			}
-			if capStr, size, ok, err := putViaNode(ctx, h, args[0], random); ok {
+			viaNode := true
+			if shares != "" {
+				p, err := parseShares(shares, h.Config.Params)
 				if err != nil {
-					return fmt.Errorf("put %s: %w", args[0], err)
+					return err
 				}
-				return putDone(h, g, capStr, size)
+				// The node encodes with the home's setting: another one is
+				// done here, through the node's peers.
+				viaNode = p == h.Config.Params
+				h.Config.Params = p // this process only; not saved
+			}
+			if viaNode {
+				if capStr, size, ok, err := putViaNode(ctx, h, args[0], random); ok {
+					if err != nil {
+						return fmt.Errorf("put %s: %w", args[0], err)
+					}
+					return putDone(h, g, capStr, size)
+				}
 			}
 			src, size, cleanup, err := openSource(h, g, args[0])
 			if err != nil {
@@ -55,6 +70,7 @@ stored once) unless --random-key is given.`,
 		},
 	}
 	cmd.Flags().BoolVar(&random, "random-key", false, "use a random key instead of a convergent one")
+	cmd.Flags().StringVar(&shares, "shares", "", sharesUsage+"; default: the home's")
 	return cmd
 }
 
@@ -104,7 +120,8 @@ func openSource(h *home.Home, g *globals, name string) (io.ReaderAt, int64, func
 
 var capsFileMu sync.Mutex
 
-// rememberCap appends a cap to <home>/caps, the list `sphere renew` walks.
+// rememberCap appends a cap to <home>/caps, the list `sphere renew` walks,
+// and fsyncs it.
 func rememberCap(h *home.Home, c string) error {
 	capsFileMu.Lock()
 	defer capsFileMu.Unlock()
@@ -113,6 +130,12 @@ func rememberCap(h *home.Home, c string) error {
 		return fmt.Errorf("remember cap: %w", err)
 	}
 	if _, err := fmt.Fprintln(f, c); err != nil {
+		f.Close()
+		return fmt.Errorf("remember cap: %w", err)
+	}
+	// A cap lost from this list is never renewed, and its file expires
+	// with its leases: make it durable before put reports success.
+	if err := f.Sync(); err != nil {
 		f.Close()
 		return fmt.Errorf("remember cap: %w", err)
 	}

@@ -30,7 +30,7 @@ func TestShareMountedPath(t *testing.T) {
 		servers[i] = memserver.New(grid.ServerID(fmt.Sprintf("s%d", i)))
 	}
 	conv := sha256.Sum256([]byte("conv"))
-	cl, err := grid.NewClient(grid.ClientConfig{Servers: servers, Convergence: conv[:]})
+	cl, err := grid.NewClient(grid.ClientConfig{Servers: servers, Convergence: conv[:], LeaseSecret: [32]byte{1}})
 	if err != nil {
 		t.Fatal(err)
 	}

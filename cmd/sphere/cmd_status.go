@@ -35,8 +35,12 @@ for it.`,
 			if err != nil {
 				return err
 			}
+			p := h.Config.Params
 			if g.json {
-				return json.NewEncoder(g.stdout).Encode(st)
+				return json.NewEncoder(g.stdout).Encode(struct {
+					node.Status
+					Encoding string `json:"encoding"` // the home's encoding, "K,H,N" as --shares takes it
+				}{st, sharesString(p)})
 			}
 			quota := "no limit"
 			if st.Quota > 0 {
@@ -57,6 +61,8 @@ for it.`,
 			fmt.Fprintln(g.stdout)
 			fmt.Fprintf(g.stdout, "Storage: %d shares, %s used of %s\n", st.Shares, humanBytes(st.Used), quota)
 			fmt.Fprintf(g.stdout, "Leases:  %s shares expire within 7 days (run `sphere renew`)\n", exp)
+			fmt.Fprintf(g.stdout, "Encoding: %d-of-%d, happy %d (--shares %s; any %d shares rebuild a file, uploads need %d servers)\n",
+				p.K, p.N, p.Happy, sharesString(p), p.K, p.Happy)
 			for _, f := range st.FailedStores {
 				fmt.Fprintf(g.stdout, "FAILED:  store %s is out of service: %s\n", f.Dir, f.Error)
 			}

@@ -36,9 +36,23 @@ func openClient(ctx context.Context, h *home.Home) (c *grid.Client, closeFn func
 	}
 	var leaseSecret [32]byte
 	copy(leaseSecret[:], ls)
+	// Rollback protection outlives the process: the highest version seen
+	// of each mutable file is kept in the home.
+	seqs, err := h.OpenSeqDB(slog.Default())
+	if err != nil {
+		closeFn()
+		return nil, nil, fmt.Errorf("open grid: %w", err)
+	}
+	closeServers := closeFn
+	closeFn = func() {
+		if err := seqs.Close(); err != nil {
+			slog.Warn("Saving mutable sequence numbers failed", "err", err)
+		}
+		closeServers()
+	}
 	c, err = grid.NewClient(grid.ClientConfig{
 		Servers: servers, Params: h.Config.Params, Convergence: conv, LeaseSecret: leaseSecret,
-		Logger: slog.Default(),
+		Logger: slog.Default(), SeqStore: seqs,
 	})
 	if err != nil {
 		closeFn()

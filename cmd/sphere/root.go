@@ -86,6 +86,7 @@ unhealthy, 5 integrity failure, 6 no home (run 'sphere init').`,
 	if err == nil {
 		return exitOK
 	}
+	err = hintNotHappy(err)
 	fmt.Fprintf(stderr, "sphere: %v\n", err)
 	return exitCode(err)
 }

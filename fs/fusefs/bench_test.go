@@ -21,6 +21,7 @@ func benchGrid(b *testing.B) fs.Grid {
 		Servers:     gridtest.NewMemGrid(10),
 		Params:      caps.DefaultParams(),
 		Convergence: bytes.Repeat([]byte{2}, 32),
+		LeaseSecret: [32]byte{2},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -237,6 +237,7 @@ func TestMountRealGrid(t *testing.T) {
 		Servers:     gridtest.NewMemGrid(10),
 		Params:      caps.Params{K: 3, Happy: 7, N: 10, SegmentSize: 64 << 10},
 		Convergence: bytes.Repeat([]byte{1}, 32),
+		LeaseSecret: [32]byte{1},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

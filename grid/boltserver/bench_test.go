@@ -272,6 +272,7 @@ func BenchmarkUploadSmall(b *testing.B) {
 			c, err := grid.NewClient(grid.ClientConfig{
 				Servers:     servers,
 				Convergence: bytes.Repeat([]byte{7}, 32),
+				LeaseSecret: [32]byte{7},
 				Logger:      slog.New(slog.DiscardHandler),
 			})
 			if err != nil {

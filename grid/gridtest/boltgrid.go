@@ -49,6 +49,7 @@ func NewBoltClient(tb testing.TB, root string, n int) *grid.Client {
 		Servers:     servers,
 		Params:      caps.DefaultParams(),
 		Convergence: bytes.Repeat([]byte{9}, 32),
+		LeaseSecret: [32]byte{9},
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -72,7 +72,7 @@ func BenchmarkGridPutGet(b *testing.B) {
 	rand.Read(data)
 	for _, kind := range []string{"inproc", "libp2p", "libp2p-pnet"} {
 		servers := benchGrid(b, kind)
-		c, err := grid.NewClient(grid.ClientConfig{Servers: servers, Convergence: make([]byte, 32), RequestTimeout: time.Minute})
+		c, err := grid.NewClient(grid.ClientConfig{Servers: servers, Convergence: make([]byte, 32), LeaseSecret: [32]byte{1}, RequestTimeout: time.Minute})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -113,6 +113,13 @@ func Init(dir string, localServers int) (*Home, error) {
 		return nil, fmt.Errorf("init: %w", err)
 	}
 	h.Config.Node.Quota = q
+	// The directories just made must survive a crash with their files.
+	for _, d := range []string{dir, h.Path("secrets"), h.Path("servers")} {
+		if err := syncDir(d); err != nil {
+			return nil, fmt.Errorf("init: %w", err)
+		}
+	}
+	_ = syncDir(filepath.Dir(dir)) // best effort: the parent may not be readable
 	if err := h.Save(); err != nil {
 		return nil, err
 	}
@@ -138,17 +145,14 @@ func Open(dir string) (*Home, error) {
 	return h, nil
 }
 
-// Save writes config.json atomically.
+// Save writes config.json atomically and durably (fsynced, then renamed
+// into place, then the directory fsynced).
 func (h *Home) Save() error {
 	b, err := json.MarshalIndent(h.Config, "", "  ")
 	if err != nil {
 		return fmt.Errorf("save config: %w", err)
 	}
-	tmp := h.Path("config.json.tmp")
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
-		return fmt.Errorf("save config: %w", err)
-	}
-	if err := os.Rename(tmp, h.Path("config.json")); err != nil {
+	if err := writeFileDurable(h.Path("config.json"), append(b, '\n'), 0o600); err != nil {
 		return fmt.Errorf("save config: %w", err)
 	}
 	return nil
@@ -168,7 +172,7 @@ func writeRandom(path string, n int) error {
 	if _, err := rand.Read(b); err != nil {
 		return fmt.Errorf("random secret: %w", err)
 	}
-	if err := os.WriteFile(path, b, 0o600); err != nil {
+	if err := writeFileDurable(path, b, 0o600); err != nil {
 		return fmt.Errorf("write secret: %w", err)
 	}
 	return nil

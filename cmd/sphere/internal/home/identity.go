@@ -29,7 +29,7 @@ func Identity(dir string) (crypto.PrivKey, grid.ServerID, error) {
 			return nil, "", fmt.Errorf("identity: %w", err)
 		}
 		if err = os.MkdirAll(dir, 0o700); err == nil {
-			err = os.WriteFile(path, b, 0o600)
+			err = writeFileDurable(path, b, 0o600)
 		}
 	}
 	if err != nil {

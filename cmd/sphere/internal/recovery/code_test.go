@@ -54,7 +54,7 @@ func TestRoundTrip(t *testing.T) {
 		for name, in := range map[string]string{
 			"as printed": s,
 			"upper case": strings.ToUpper(s),
-			"spaces":     strings.ReplaceAll(s, "-", " "),
+			"spaces":     Prefix + strings.ReplaceAll(strings.TrimPrefix(s, Prefix), "-", " "),
 			"no dashes":  Prefix + strings.ReplaceAll(strings.TrimPrefix(s, Prefix), "-", ""),
 			"lines":      strings.Join(Lines(s, 6), "\n") + "\n",
 			"no prefix":  strings.TrimPrefix(s, Prefix),

@@ -247,7 +247,10 @@ func Parse(s string) (*Code, error) {
 		group := 1
 		for _, t := range tokens {
 			if t.n%groupLen != 0 {
-				g := group + t.n/groupLen
+				g := group
+				if t.n >= 2*groupLen {
+					g += t.n / groupLen
+				}
 				e := &PosError{Group: g, Pos: pos[t.from]}
 				switch {
 				case t.n < groupLen:

@@ -40,6 +40,10 @@ type NodeConfig struct {
 	// GridKey is the hex private-network key of the grid this node joined
 	// (empty: the node's own grid, key in secrets/grid.key).
 	GridKey string `json:"gridKey,omitempty"`
+	// Admin is the peer id of the grid's admin, whose signature on the
+	// member list this node trusts (set by join; empty: this home founded
+	// its grid and its node is the admin).
+	Admin string `json:"admin,omitempty"`
 	// DHT switches on Kademlia discovery among grid members.
 	DHT bool `json:"dht,omitempty"`
 	// HolePunching switches on libp2p NAT hole punching.

@@ -25,7 +25,7 @@ const (
 	SecretSize      = 32
 	// MaxPayload bounds a payload's bytes (the header's length field
 	// could say more; nothing valid is this long).
-	MaxPayload = 2 + 7 + 5*SecretSize + 1 + MaxContacts*(SecretSize+1+MaxContactAddrs*(1+MaxAddrLen))
+	MaxPayload = 2 + 7 + 6*SecretSize + 1 + MaxContacts*(SecretSize+1+MaxContactAddrs*(1+MaxAddrLen))
 )
 
 // Flags of a version-1 payload.
@@ -66,7 +66,11 @@ type Code struct {
 	LeaseSecret [SecretSize]byte
 	Identity    [SecretSize]byte // Ed25519 seed of the node's libp2p identity
 	GridKey     [SecretSize]byte
-	Contacts    []Contact
+	// Admin is the Ed25519 public key of the grid's admin node, whose
+	// signature on the member list members trust (only without
+	// FlagFounder; a founder's node is the admin).
+	Admin    [SecretSize]byte
+	Contacts []Contact
 }
 
 // Founder reports FlagFounder.
@@ -83,7 +87,7 @@ func GridID(key []byte) string {
 //
 //	version(1) || flags(1) || k(1) || happy(1) || n(1) || segsize(4, BE) ||
 //	root(32) || convergence(32) || lease(32) || identity(32) || gridkey(32) ||
-//	ncontacts(1) || ncontacts * ( pubkey(32) || naddrs(1) || naddrs * ( len(1) || addr ) )
+//	[ admin(32), only without FlagFounder ] || ncontacts(1) || ncontacts * ( pubkey(32) || naddrs(1) || naddrs * ( len(1) || addr ) )
 func (c *Code) MarshalBinary() ([]byte, error) {
 	if c.Flags&^knownFlags != 0 {
 		return nil, fmt.Errorf("recovery code: unknown flags %#x: %w", c.Flags&^knownFlags, ErrFormat)
@@ -96,6 +100,9 @@ func (c *Code) MarshalBinary() ([]byte, error) {
 	b = binary.BigEndian.AppendUint32(b, c.Params.SegmentSize)
 	for _, s := range [][SecretSize]byte{c.RootSeed, c.Convergence, c.LeaseSecret, c.Identity, c.GridKey} {
 		b = append(b, s[:]...)
+	}
+	if !c.Founder() {
+		b = append(b, c.Admin[:]...)
 	}
 	b = append(b, byte(len(c.Contacts)))
 	for i, ct := range c.Contacts {
@@ -132,6 +139,9 @@ func (c *Code) UnmarshalBinary(b []byte) error {
 	out.Params.SegmentSize = r.uint32()
 	for _, s := range []*[SecretSize]byte{&out.RootSeed, &out.Convergence, &out.LeaseSecret, &out.Identity, &out.GridKey} {
 		copy(s[:], r.take(SecretSize))
+	}
+	if !out.Founder() {
+		copy(out.Admin[:], r.take(SecretSize))
 	}
 	n := int(r.byte())
 	if r.err != nil {

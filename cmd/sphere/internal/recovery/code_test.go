@@ -267,6 +267,7 @@ type vector struct {
 	LeaseSecret string   `json:"leaseSecret"`
 	Identity    string   `json:"identity"`
 	GridKey     string   `json:"gridKey"`
+	Admin       string   `json:"admin,omitempty"`
 	Contacts    []vecCon `json:"contacts"`
 	Payload     string   `json:"payload"` // hex of MarshalBinary
 	Code        string   `json:"code"`
@@ -281,6 +282,9 @@ func toVector(name string, c *Code) vector {
 	h := func(b [SecretSize]byte) string { return hex.EncodeToString(b[:]) }
 	v := vector{Name: name, Flags: c.Flags, K: c.Params.K, Happy: c.Params.Happy, N: c.Params.N, SegmentSize: c.Params.SegmentSize,
 		RootSeed: h(c.RootSeed), Convergence: h(c.Convergence), LeaseSecret: h(c.LeaseSecret), Identity: h(c.Identity), GridKey: h(c.GridKey)}
+	if !c.Founder() {
+		v.Admin = h(c.Admin)
+	}
 	for _, ct := range c.Contacts {
 		vc := vecCon{PubKey: h(ct.PubKey)}
 		for _, a := range ct.Addrs {
@@ -301,7 +305,7 @@ func TestKnownAnswer(t *testing.T) {
 		}{
 			{"founder, no contacts", sampleCode("kat0", 0)},
 			{"founder, one contact", sampleCode("kat1", 1)},
-			{"member, three contacts", func() *Code { c := sampleCode("kat3", 3); c.Flags = 0; return c }()},
+			{"member, three contacts", func() *Code { c := sampleCode("kat3", 3); c.Flags = 0; c.Admin = fill("kat3admin"); return c }()},
 		} {
 			v := toVector(tc.name, tc.c)
 			p, err := tc.c.MarshalBinary()

@@ -312,3 +312,18 @@ func adminKey(s string, dst *[recovery.SecretSize]byte) error {
 	copy(dst[:], raw)
 	return nil
 }
+
+// ControlFileIn is ControlFile for a home not opened (it may not exist).
+func ControlFileIn(dir string) string { return (&Home{Dir: dir}).ControlFile() }
+
+// ReplaceSecrets puts new convergence and lease secrets and a new root
+// write cap in the home (each file replaced atomically), as rotation does.
+func (h *Home) ReplaceSecrets(convergence, lease []byte, root caps.MutableWriteCap) error {
+	if err := h.writeSecret("convergence", convergence); err != nil {
+		return err
+	}
+	if err := h.writeSecret("lease", lease); err != nil {
+		return err
+	}
+	return writeFileSync(h.Path(RootCapFile), []byte(root.String()+"\n"))
+}

@@ -242,7 +242,7 @@ node is stopped; the files the code replaces move to replaced-<time>/ in the hom
 			}
 			code, err := recovery.Parse(text)
 			if err != nil {
-				return fmt.Errorf("%w: %w", errBadCode, err)
+				return err // exit code 3 (exitCode knows recovery's errors)
 			}
 			dir, err := home.DefaultDir()
 			if err != nil {
@@ -277,9 +277,6 @@ node is stopped; the files the code replaces move to replaced-<time>/ in the hom
 		},
 	}
 }
-
-// errBadCode classifies a recovery code that did not parse (exit code 3).
-var errBadCode = errors.New("bad recovery code")
 
 // readCode reads a code from stdin: on a terminal, with a prompt, up to an
 // empty line (a code from paper may be typed in several lines); otherwise

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sphere-grid/sphere/caps"
 	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
+	"github.com/sphere-grid/sphere/cmd/sphere/internal/recovery"
 	"github.com/sphere-grid/sphere/grid"
 )
 
@@ -97,7 +98,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.Is(err, errBadCap), errors.Is(err, errBadCode):
+	case errors.Is(err, errBadCap), errors.Is(err, recovery.ErrFormat), errors.Is(err, recovery.ErrNewerVersion):
 		return exitBadCap
 	case errors.Is(err, home.ErrNoHome):
 		return exitNoHome

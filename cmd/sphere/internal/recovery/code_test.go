@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -122,7 +123,7 @@ func TestMistypedChangedHint(t *testing.T) {
 	}
 	_, err := Parse(s[:i] + string(r) + s[i+1:])
 	var pe *PosError
-	if !errors.As(err, &pe) || !strings.Contains(pe.Hint, "character 3 of the group should probably be "+
+	if !errors.As(err, &pe) || !strings.Contains(pe.Hint, fmt.Sprintf("character %d should probably be ", i+1)+
 		string([]byte{'\'', s[i], '\''})) {
 		t.Fatalf("want a hint naming character 3 and %q, have %v", s[i], err)
 	}

@@ -271,7 +271,7 @@ func Parse(s string) (*Code, error) {
 	}
 	var pe *PosError
 	if errors.As(err, &pe) && pe.Group > 0 && pe.Msg == msgGroupCheck {
-		if h := suggest(vals, pe.Group-1); h != "" {
+		if h := suggest(vals, pos, pe.Group-1); h != "" {
 			pe.Hint = h
 		}
 	}
@@ -368,7 +368,7 @@ func from5(v []byte, n int) ([]byte, bool) {
 // suggest looks for the one correction in group g (0-based) that makes the
 // whole code valid: a changed character or two neighbours swapped. It
 // returns a hint, or "" if there is none or more than one.
-func suggest(vals []byte, g int) string {
+func suggest(vals []byte, pos []int, g int) string {
 	if (g+1)*groupLen > len(vals) {
 		return ""
 	}
@@ -391,7 +391,7 @@ func suggest(vals []byte, g int) string {
 			copy(try, vals)
 			try[base+i] = v
 			if valid() {
-				hints = append(hints, fmt.Sprintf("character %d of the group should probably be %q", i+1, Alphabet[v]))
+				hints = append(hints, fmt.Sprintf("character %d should probably be %q", pos[base+i], Alphabet[v]))
 			}
 		}
 	}
@@ -399,7 +399,7 @@ func suggest(vals []byte, g int) string {
 		copy(try, vals)
 		try[base+i], try[base+i+1] = try[base+i+1], try[base+i]
 		if try[base+i] != try[base+i+1] && valid() {
-			hints = append(hints, fmt.Sprintf("characters %d and %d of the group are probably swapped", i+1, i+2))
+			hints = append(hints, fmt.Sprintf("characters %d and %d are probably swapped", pos[base+i], pos[base+i+1]))
 		}
 	}
 	if len(hints) != 1 {

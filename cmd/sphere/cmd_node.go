@@ -34,7 +34,7 @@ control API. Only peers holding the grid key can connect.`,
 				return err
 			}
 			cfg.StorageDir = h.StorageDir()
-			return runNode(cmd.Context(), cfg, nil)
+			return runNode(cmd.Context(), cfg, func(*node.Node) { go renewLoop(cmd.Context(), h, cfg.Logger) })
 		},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -35,8 +36,20 @@ for it.`,
 			if err != nil {
 				return err
 			}
+			drive, err := loadRenewal(h)
+			if err != nil {
+				return err
+			}
+			// All shares on this machine: the embedded grid, or a node no
+			// other member has joined.
+			allLocal := st.Members == 0
 			if g.json {
-				return json.NewEncoder(g.stdout).Encode(st)
+				out := statusJSON{Status: st, AllSharesLocal: allLocal, DriveRenewal: drive}
+				if drive != nil {
+					t := drive.RunsOut()
+					out.DriveLeasesRunOut = &t
+				}
+				return json.NewEncoder(g.stdout).Encode(out)
 			}
 			quota := "no limit"
 			if st.Quota > 0 {
@@ -57,6 +70,11 @@ for it.`,
 			fmt.Fprintln(g.stdout)
 			fmt.Fprintf(g.stdout, "Storage: %d shares, %s used of %s\n", st.Shares, humanBytes(st.Used), quota)
 			fmt.Fprintf(g.stdout, "Leases:  %s shares expire within 7 days (run `sphere renew`)\n", exp)
+			printDriveLeases(g.stdout, drive)
+			if allLocal {
+				fmt.Fprintln(g.stdout, "WARNING: all shares are on this machine's disk: losing it loses the drive. Invite other")
+				fmt.Fprintln(g.stdout, "         machines (`sphere invite`) and keep a recovery code (`sphere recovery`) off this machine.")
+			}
 			return nil
 		},
 	}
@@ -74,4 +92,26 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// statusJSON is status --json: the node's status plus the drive's leases.
+type statusJSON struct {
+	node.Status
+	AllSharesLocal    bool         `json:"allSharesLocal"`
+	DriveRenewal      *renewRecord `json:"driveRenewal,omitempty"`
+	DriveLeasesRunOut *time.Time   `json:"driveLeasesRunOut,omitempty"`
+}
+
+// printDriveLeases says when the drive's leases run out.
+func printDriveLeases(w io.Writer, r *renewRecord) {
+	if r == nil {
+		fmt.Fprintln(w, "Drive:   leases never renewed from this home (the node renews them daily while it runs; or `sphere renew`)")
+		return
+	}
+	left := time.Until(r.RunsOut())
+	fmt.Fprintf(w, "Drive:   leases renewed %s by %s (%d of %d); they run out %s (in %d days) unless renewed\n",
+		r.Time.Local().Format("2006-01-02 15:04"), r.By, r.Renewed, r.Caps, r.RunsOut().Local().Format("2006-01-02"), int(left.Hours()/24))
+	if left < 7*24*time.Hour {
+		fmt.Fprintln(w, "WARNING: the drive's leases run out within 7 days: run `sphere renew` (or keep the node running)")
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +35,77 @@ func (c *cluster) runStdin(home, stdin string, args ...string) (string, string, 
 		c.t.Fatal(err)
 	}
 	return out.String(), errb.String(), cmd.ProcessState.ExitCode()
+}
+
+// startArgs starts a long-running `sphere args...` for home (stopped when
+// the test ends); name names its log.
+func (c *cluster) startArgs(home, name string, args ...string) *proc {
+	c.t.Helper()
+	p := &proc{log: filepath.Join(c.dir, home+"."+name+".log")}
+	f, err := os.Create(p.log)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	p.cmd = exec.Command(c.bin, args...)
+	p.cmd.Env = append(os.Environ(), "SPHERE_HOME="+c.home(home))
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	f.Close()
+	c.t.Cleanup(func() { p.stop() })
+	return p
+}
+
+// mount mounts home's drive on a new directory with `sphere mount` and
+// waits (bounded) for it; unmount with c.unmount.
+func (c *cluster) mount(t *testing.T, home string) (string, *proc) {
+	t.Helper()
+	dir := filepath.Join(c.dir, home+"-mnt")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := c.startArgs(home, "mount", "mount", dir)
+	for i := 0; i < 600 && !isMounted(t, dir); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !isMounted(t, dir) {
+		log, _ := os.ReadFile(p.log)
+		t.Fatalf("%s not mounted after 30 s: %s", dir, log)
+	}
+	t.Cleanup(func() {
+		if isMounted(t, dir) {
+			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
+		}
+	})
+	return dir, p
+}
+
+// unmount unmounts dir with `sphere unmount` (which waits for pending
+// writes) and waits for the mount process.
+func (c *cluster) unmount(t *testing.T, home, dir string, p *proc) {
+	t.Helper()
+	if _, err := c.run(home, "unmount", dir); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("mount process: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("mount did not exit after unmount")
+	}
+}
+
+// tool runs an ordinary command and fails the test on error.
+func tool(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
 }
 
 // setShares writes the encoding into a home's config (what `sphere init
@@ -137,6 +209,13 @@ func TestRecoverGrid(t *testing.T) {
 	if _, err := c.run("owner", "cp", "-r", filepath.Join(src, "photos"), "sphere:/"); err != nil {
 		t.Fatal(err)
 	}
+	// And a folder written through the mount with an ordinary tool.
+	mounted := t.Run("owner writes through the mount", func(t *testing.T) {
+		requireFuse(t)
+		dir, p := c.mount(t, "owner")
+		tool(t, "cp", "-r", filepath.Join(src, "photos"), filepath.Join(dir, "mnt-photos"))
+		c.unmount(t, "owner", dir, p)
+	})
 	out, err = c.run("owner", "recovery")
 	if err != nil {
 		t.Fatal(err)
@@ -207,6 +286,20 @@ func TestRecoverGrid(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameTree(t, filepath.Join(src, "photos"), filepath.Join(back, "photos"))
+	if mounted {
+		t.Run("the recovered drive through the mount", func(t *testing.T) {
+			dir, p := c.mount(t, "new")
+			tool(t, "diff", "-r", filepath.Join(src, "photos"), filepath.Join(dir, "mnt-photos"))
+			tool(t, "diff", "-r", filepath.Join(src, "photos"), filepath.Join(dir, "photos"))
+			if err := os.WriteFile(filepath.Join(dir, "written-in-mount.txt"), []byte("after"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			c.unmount(t, "new", dir, p)
+			if out, err := c.run("new", "ls", "sphere:/"); err != nil || !strings.Contains(out, "written-in-mount.txt") {
+				t.Fatalf("a write through the recovered mount is not in the drive: %v %q", err, out)
+			}
+		})
+	}
 	after := filepath.Join(c.dir, "after.txt")
 	randFile(t, after, 14, 5000)
 	if _, err := c.run("new", "cp", after, "sphere:/after.txt"); err != nil {
@@ -239,7 +332,7 @@ func TestRecoverGrid(t *testing.T) {
 		t.Fatal(err)
 	}
 	newCode := lastLine(out)
-	if newCode == code || !strings.Contains(out, "Rotated: 3 directories") || !strings.Contains(out, "NOTICE: not implemented") {
+	if newCode == code || !strings.Contains(out, map[bool]string{true: "Rotated: 5 directories", false: "Rotated: 3 directories"}[mounted]) || !strings.Contains(out, "NOTICE: not implemented") {
 		t.Fatalf("rotate output:\n%s", out)
 	}
 	if _, errs, rc := c.runStdin("thief", code, "recover"); rc != 0 {

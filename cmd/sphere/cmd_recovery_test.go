@@ -184,6 +184,9 @@ func TestRecoverGrid(t *testing.T) {
 	}
 	procs := map[string]*proc{"owner": c.start("owner", "node")}
 	c.waitReady("owner", procs["owner"])
+	if out, err := c.run("owner", "status"); err != nil || !strings.Contains(out, "all shares are on this machine's disk") {
+		t.Fatalf("status of a lone node does not warn: %v\n%s", err, out)
+	}
 	out, err := c.run("owner", "invite")
 	if err != nil {
 		t.Fatal(err)

@@ -236,7 +236,7 @@ node is stopped; the files the code replaces move to replaced-<time>/ in the hom
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			text, err := readCode(g)
+			text, err := readRecoveryCode(g)
 			if err != nil {
 				return err
 			}
@@ -278,10 +278,10 @@ node is stopped; the files the code replaces move to replaced-<time>/ in the hom
 	}
 }
 
-// readCode reads a code from stdin: on a terminal, with a prompt, up to an
+// readRecoveryCode reads a code from stdin: on a terminal, with a prompt, up to an
 // empty line (a code from paper may be typed in several lines); otherwise
 // all of it, bounded.
-func readCode(g *globals) (string, error) {
+func readRecoveryCode(g *globals) (string, error) {
 	f, isFile := g.stdin.(*os.File)
 	if isFile && term.IsTerminal(int(f.Fd())) {
 		fmt.Fprintln(g.stderr, "Type or paste the recovery code (groups may be on several lines), then an empty line:")

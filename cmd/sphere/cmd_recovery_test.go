@@ -187,13 +187,14 @@ func TestRecoverGrid(t *testing.T) {
 	if out, err := c.run("owner", "status"); err != nil || !strings.Contains(out, "all shares are on this machine's disk") {
 		t.Fatalf("status of a lone node does not warn: %v\n%s", err, out)
 	}
-	out, err := c.run("owner", "invite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	invite := lastLine(out)
+	var out string
+	var err error
 	for _, n := range names[1:] {
-		if _, err := c.run(n, "join", invite); err != nil {
+		out, err = c.run("owner", "invite") // one per joiner
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.run(n, "join", lastLine(out)); err != nil {
 			t.Fatal(err)
 		}
 		procs[n] = c.start(n, "node")

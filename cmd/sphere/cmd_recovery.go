@@ -271,6 +271,9 @@ node is stopped; the files the code replaces move to replaced-<time>/ in the hom
 			}
 			fmt.Fprintf(g.stdout, "%s the home %s from the recovery code (grid %s, %d member(s) to contact, encoding %d-of-%d).\n",
 				verb, h.Dir, gridID, len(code.Contacts), code.Params.K, code.Params.N)
+			if existed {
+				fmt.Fprintf(g.stdout, "The identity, secrets and root it had before are in %s.\n", h.Path("replaced-<time>"))
+			}
 			fmt.Fprintln(g.stdout, "Next: start the node ('sphere node'); once it reaches a member, the drive is back ('sphere ls sphere:/').")
 			fmt.Fprintln(g.stdout, "If the old machine comes back, do not start its node: wipe its Sphere home (see README, Recovery).")
 			return nil

@@ -376,3 +376,29 @@ func TestRecoverGrid(t *testing.T) {
 		t.Fatalf("status --json: %v %s", err, out)
 	}
 }
+
+// TestUpSaysLocalGridIsForTrying: `sphere up` says in one line that its
+// embedded grid is for trying Sphere, and status warns while all shares
+// are on this machine.
+func TestUpSaysLocalGridIsForTrying(t *testing.T) {
+	c := newCluster(t)
+	p := c.startArgs("up", "up", "up")
+	c.waitReady("up", p)
+	log, err := os.ReadFile(p.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "The local grid is for trying Sphere on one machine: real safety needs other machines") {
+		t.Fatalf("up does not say what its local grid is for:\n%s", log)
+	}
+	if out, err := c.run("up", "status"); err != nil || !strings.Contains(out, "all shares are on this machine's disk") {
+		t.Fatalf("status under up: %v\n%s", err, out)
+	}
+	out, err := c.run("up", "recovery")
+	if err != nil || !strings.Contains(out, "names no other machine") {
+		t.Fatalf("recovery under up does not warn that the code alone cannot help: %v\n%s", err, out)
+	}
+	if code, err := recovery.Parse(lastLine(out)); err != nil || len(code.Contacts) != 0 {
+		t.Fatalf("code under up: %v; the local servers must not be contacts", err)
+	}
+}

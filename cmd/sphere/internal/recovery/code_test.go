@@ -393,6 +393,32 @@ func BenchmarkParse(b *testing.B) {
 	}
 }
 
+func TestMaxPayload(t *testing.T) {
+	// The figure docs/spec/recovery-code.md quotes, and the largest code encodes.
+	if MaxPayload != 2546 {
+		t.Fatalf("MaxPayload = %d, the spec says 2546", MaxPayload)
+	}
+	c := sampleCode("max", MaxContacts)
+	c.Flags = 0
+	for i := range c.Contacts {
+		c.Contacts[i].Addrs = nil
+		for j := range MaxContactAddrs {
+			c.Contacts[i].Addrs = append(c.Contacts[i].Addrs, bytes.Repeat([]byte{byte(j + 1)}, MaxAddrLen))
+		}
+	}
+	p, err := c.MarshalBinary()
+	if err != nil || len(p) != MaxPayload {
+		t.Fatalf("largest payload: %d bytes, %v; want %d", len(p), err, MaxPayload)
+	}
+	s := mustEncode(t, c)
+	if len(s) > MaxTextLen {
+		t.Fatalf("largest code is %d characters, more than Parse reads (%d)", len(s), MaxTextLen)
+	}
+	if back, err := Parse(s); err != nil || !reflect.DeepEqual(back, c) {
+		t.Fatalf("largest code: %v", err)
+	}
+}
+
 func TestPayloadSize(t *testing.T) {
 	// The figure docs/spec/recovery-code.md quotes.
 	s := mustEncode(t, sampleCode("size", 3))

@@ -36,7 +36,7 @@ runs per home: a second one is refused.`,
 				return err
 			}
 			cfg.StorageDir = h.StorageDir()
-			return runNode(cmd.Context(), cfg, nil)
+			return runNode(cmd.Context(), cfg, func(*node.Node) { go renewLoop(cmd.Context(), h, cfg.Logger) })
 		},
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -70,6 +71,11 @@ it monthly.`,
 					res.Caps += w.total
 					res.Renewed += w.renewed
 					res.Failed += w.failed
+				}
+			}
+			if res.Renewed > 0 {
+				if err := saveRenewal(h, renewRecord{Time: time.Now().UTC(), Caps: res.Caps, Renewed: res.Renewed, Failed: res.Failed, By: "renew"}); err != nil {
+					fmt.Fprintf(g.stderr, "sphere: renew: %v\n", err)
 				}
 			}
 			if g.json {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,11 +37,20 @@ for it.`,
 				return err
 			}
 			p := h.Config.Params
+			drive, err := loadRenewal(h)
+			if err != nil {
+				return err
+			}
+			// All shares on this machine: the embedded grid, or a node no
+			// other member has joined.
+			allLocal := st.Members == 0
 			if g.json {
-				return json.NewEncoder(g.stdout).Encode(struct {
-					node.Status
-					Encoding string `json:"encoding"` // the home's encoding, "K,H,N" as --shares takes it
-				}{st, sharesString(p)})
+				out := statusJSON{Status: st, Encoding: sharesString(p), AllSharesLocal: allLocal, DriveRenewal: drive}
+				if drive != nil {
+					t := drive.RunsOut()
+					out.DriveLeasesRunOut = &t
+				}
+				return json.NewEncoder(g.stdout).Encode(out)
 			}
 			quota := "no limit"
 			if st.Quota > 0 {
@@ -69,6 +79,11 @@ for it.`,
 			if len(st.FailedStores) > 0 {
 				fmt.Fprintf(g.stdout, "         Stop the node, then run `sphere store fsck --rebuild DIR` for each.\n")
 			}
+			printDriveLeases(g.stdout, drive)
+			if allLocal {
+				fmt.Fprintln(g.stdout, "WARNING: all shares are on this machine's disk: losing it loses the drive. Invite other")
+				fmt.Fprintln(g.stdout, "         machines (`sphere invite`) and keep a recovery code (`sphere recovery`) off this machine.")
+			}
 			return nil
 		},
 	}
@@ -86,4 +101,27 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// statusJSON is status --json: the node's status plus the drive's leases.
+type statusJSON struct {
+	node.Status
+	Encoding          string       `json:"encoding"` // the home's encoding, "K,H,N" as --shares takes it
+	AllSharesLocal    bool         `json:"allSharesLocal"`
+	DriveRenewal      *renewRecord `json:"driveRenewal,omitempty"`
+	DriveLeasesRunOut *time.Time   `json:"driveLeasesRunOut,omitempty"`
+}
+
+// printDriveLeases says when the drive's leases run out.
+func printDriveLeases(w io.Writer, r *renewRecord) {
+	if r == nil {
+		fmt.Fprintln(w, "Drive:   leases never renewed from this home (the node renews them daily while it runs; or `sphere renew`)")
+		return
+	}
+	left := time.Until(r.RunsOut())
+	fmt.Fprintf(w, "Drive:   leases renewed %s by %s (%d of %d); they run out %s (in %d days) unless renewed\n",
+		r.Time.Local().Format("2006-01-02 15:04"), r.By, r.Renewed, r.Caps, r.RunsOut().Local().Format("2006-01-02"), int(left.Hours()/24))
+	if left < 7*24*time.Hour {
+		fmt.Fprintln(w, "WARNING: the drive's leases run out within 7 days: run `sphere renew` (or keep the node running)")
+	}
 }

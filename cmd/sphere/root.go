@@ -16,6 +16,7 @@ import (
 
 	"github.com/sphere-grid/sphere/caps"
 	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
+	"github.com/sphere-grid/sphere/cmd/sphere/internal/recovery"
 	"github.com/sphere-grid/sphere/grid"
 )
 
@@ -24,7 +25,7 @@ const (
 	exitOK        = 0
 	exitError     = 1 // anything not listed below
 	exitUsage     = 2 // bad flags or arguments
-	exitBadCap    = 3 // a capability string did not parse
+	exitBadCap    = 3 // a capability string or recovery code did not parse
 	exitUnhealthy = 4 // not enough shares, or check found problems
 	exitCorrupt   = 5 // data failed an integrity check
 	exitNoHome    = 6 // no home: run `sphere init`
@@ -78,6 +79,8 @@ unhealthy, 5 integrity failure, 6 no home (run 'sphere init').`,
 		// the node verbs
 		newNodeCmd(g), newUpCmd(g), newInviteCmd(g), newJoinCmd(g), newStatusCmd(g), newRenewCmd(g),
 		newMembersCmd(g), newStoreCmd(g),
+
+		newRecoveryCmd(g), newRecoverCmd(g),
 	)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
@@ -97,7 +100,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &ue):
 		return exitUsage
-	case errors.Is(err, errBadCap):
+	case errors.Is(err, errBadCap), errors.Is(err, recovery.ErrFormat), errors.Is(err, recovery.ErrNewerVersion):
 		return exitBadCap
 	case errors.Is(err, home.ErrNoHome):
 		return exitNoHome

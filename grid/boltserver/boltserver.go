@@ -143,7 +143,7 @@ var writeBufs = sync.Pool{New: func() any { b := make([]byte, writeBufSize); ret
 // it open, Open fails after opts.LockTimeout with an error saying the store
 // is in use.
 //
-// A store whose bbolt file is damaged (it fails bbolt's consistency check,
+// A store whose bbolt file is damaged (it fails the page check,
 // makes bbolt panic, or its index disagrees with the share files in a way
 // no crash explains) is not opened: the error is a *grid.FailedError
 // (errors.Is grid.ErrFailed). NewFailed makes a stand-in that reports it;

@@ -92,7 +92,10 @@ type SlotShare struct {
 type WriteEnabler [32]byte
 
 // Server is a storage server: it holds immutable shares and mutable slots for
-// other nodes. Implementations are in-memory, on-disk (bbolt) and remote (a
+// other nodes. Every share lives while a lease covers it; leases are dated
+// by the server, limited and charged to its quota (see Lease, MaxLeases,
+// LeaseCharge). A store that finds its storage damaged answers every call
+// with a *FailedError (see Failer). Implementations are in-memory, on-disk (bbolt) and remote (a
 // libp2p peer). All of them pass the conformance suite in grid/gridtest.
 //
 // Every method may be called from many goroutines at once. Errors that
@@ -108,7 +111,10 @@ type Server interface {
 	// or ctx ends, nothing is stored. Writing a share that already exists
 	// with the same size only adds the lease and drains r; with another
 	// size it is refused and the held share kept. A server that lacks room
-	// returns ErrNoSpace before reading r. Share numbers are 0..255.
+	// (quota, counting the share's and the lease's charges) or that would
+	// refuse the lease (ErrLeaseLimit) returns ErrNoSpace before reading r
+	// (a rewrite of a held share refuses before draining r). Share numbers
+	// are 0..255.
 	WriteShare(ctx context.Context, si caps.StorageIndex, shnum int, size int64, r io.Reader, lease Lease) error
 
 	// ReadShare returns length bytes of share shnum starting at off. A read

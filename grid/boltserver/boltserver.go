@@ -143,7 +143,7 @@ var writeBufs = sync.Pool{New: func() any { b := make([]byte, writeBufSize); ret
 // it open, Open fails after opts.LockTimeout with an error saying the store
 // is in use.
 //
-// A store whose bbolt file is damaged (it fails bbolt's consistency check,
+// A store whose bbolt file is damaged (it fails the page check,
 // makes bbolt panic, or its index disagrees with the share files in a way
 // no crash explains) is not opened: the error is a *grid.FailedError
 // (errors.Is grid.ErrFailed). NewFailed makes a stand-in that reports it;
@@ -577,6 +577,9 @@ func (s *Server) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int
 		}
 		// Deleted since the lookup, before r was touched: store it anew.
 	}
+	if err := s.leaseRoom(si, lease); err != nil {
+		return err
+	}
 	// Reserve the share and its metadata (and a lease, in case it is new).
 	charge := size + grid.ShareCharge + grid.LeaseCharge
 	s.mu.Lock()
@@ -762,27 +765,7 @@ func (s *Server) commitShare(ctx context.Context, si caps.StorageIndex, shnum in
 		}
 		return s.addLease(si, lease)
 	}
-	// Refuse a lease over the limit before the file moves into place.
-	if err := s.db.View(func(tx *bolt.Tx) error {
-		if tx.Bucket(bLeases).Get(leaseKey(si, lease.RenewSecret)) != nil {
-			return nil
-		}
-		n := 0
-		c := tx.Bucket(bLeases).Cursor()
-		for k, _ := c.Seek(si[:]); k != nil && bytes.HasPrefix(k, si[:]) && n < grid.MaxLeases; k, _ = c.Next() {
-			n++
-		}
-		if n < grid.MaxLeases {
-			return nil
-		}
-		_, err := s.makeRoom(tx, si, timeKey(s.now())) // read-only: only says whether room can be made
-		if errors.Is(err, berrors.ErrTxNotWritable) {
-			return nil
-		}
-		return err
-	}); err != nil {
-		return err
-	}
+
 	final := filepath.Join(s.dir, sharePath(si, shnum))
 	if err := mkdirSynced(filepath.Dir(final), 2); err != nil {
 		return err

@@ -47,7 +47,7 @@ func newDamageGrid(t *testing.T) *damageGrid {
 		servers[i] = serverAt{g, i}
 	}
 	c, err := grid.NewClient(grid.ClientConfig{
-		Servers: servers, Convergence: bytes.Repeat([]byte{7}, 32), RequestTimeout: 5 * time.Second, Logger: quiet,
+		Servers: servers, Convergence: bytes.Repeat([]byte{7}, 32), LeaseSecret: [32]byte{7}, RequestTimeout: 5 * time.Second, Logger: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -82,6 +82,30 @@ func (s *Server) putLease(tx *bolt.Tx, si caps.StorageIndex, l grid.Lease, reser
 	return added, fixExpiry(tx, si, before, had)
 }
 
+// leaseRoom returns grid.ErrLeaseLimit if lease would be refused by the
+// limit (checked before a write reads its data; the commit checks again).
+func (s *Server) leaseRoom(si caps.StorageIndex, lease grid.Lease) error {
+	now := timeKey(s.now())
+	return s.db.View(func(tx *bolt.Tx) error {
+		leases := tx.Bucket(bLeases)
+		if leases.Get(leaseKey(si, lease.RenewSecret)) != nil {
+			return nil
+		}
+		n := 0
+		c := leases.Cursor()
+		for k, v := c.Seek(si[:]); k != nil && bytes.HasPrefix(k, si[:]); k, v = c.Next() {
+			if len(v) == leaseValLen && binary.BigEndian.Uint64(v[32:]) < now {
+				return nil // an expired one makes room
+			}
+			n++
+		}
+		if n >= grid.MaxLeases {
+			return grid.ErrLeaseLimit
+		}
+		return nil
+	})
+}
+
 // makeRoom gets si ready for one more lease: below grid.MaxLeases it does
 // nothing; at the limit it deletes one lease that has already expired
 // (returning 1), or refuses with grid.ErrLeaseLimit.

@@ -78,3 +78,40 @@ func FuzzOpenDamaged(f *testing.F) {
 		_ = s.Verify(ctx)
 	})
 }
+
+// A store big enough for branch pages, overflow pages (inline shares of
+// tens of KiB) and buckets of every kind passes the page check and reopens.
+func TestCheckPagesBigStore(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{ID: "big"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 800 { // a few hundred leaf pages and their branch pages
+		si := caps.StorageIndex{byte(i), byte(i >> 8), 7}
+		size := int64(100 + (i%50)*1000) // up to ~50 KiB: overflow pages
+		var l grid.Lease
+		l.RenewSecret[0], l.RenewSecret[1] = byte(i), byte(i>>8)
+		if err := s.WriteShare(ctx, si, i%4, size, bytes.NewReader(make([]byte, size)), l); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 0 {
+			if err := s.WriteSlot(ctx, si, grid.WriteEnabler{1}, []grid.SlotShare{{Shnum: 0, Seq: 1, Data: make([]byte, 300)}}, l); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	s.Close()
+	if err := checkPages(filepath.Join(dir, dbName)); err != nil {
+		t.Fatalf("checkPages of a big healthy store: %v", err)
+	}
+	s, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Verify(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

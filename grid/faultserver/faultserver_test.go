@@ -380,7 +380,7 @@ func TestUnsupportedStatKeepsServerInPlacement(t *testing.T) {
 					servers[i] = f.AsServer()
 				}
 			}
-			c, err := grid.NewClient(grid.ClientConfig{Servers: servers, Convergence: bytes.Repeat([]byte{1}, 32)})
+			c, err := grid.NewClient(grid.ClientConfig{Servers: servers, Convergence: bytes.Repeat([]byte{1}, 32), LeaseSecret: [32]byte{1}})
 			if err != nil {
 				t.Fatal(err)
 			}

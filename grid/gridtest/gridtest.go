@@ -1,6 +1,7 @@
 // Package gridtest holds what tests of grid.Server users and implementers
 // share: the conformance suite every server passes (TestServer, TestQuota,
-// TestSweep) and ready-made in-process grids, plain or fault-injecting.
+// TestSweep, TestExpiringSoon, TestFailed, TestLeaseFlood) and ready-made
+// in-process grids, plain or fault-injecting.
 package gridtest
 
 import (

@@ -887,7 +887,7 @@ func testLeaseLimit(t *testing.T, s grid.Server) {
 		}
 	}
 	wantRefused("AddLease", s.AddLease(ctx, si, over))
-	wantRefused("WriteShare of a new share", s.WriteShare(ctx, si, 1, 100, bytes.NewReader(data), over))
+	wantRefused("WriteShare of a new share", s.WriteShare(ctx, si, 1, 100, failReader{t}, over)) // before reading
 	wantNoShare(t, s, si, 1)
 	wantRefused("WriteShare of a held share", s.WriteShare(ctx, si, 0, 100, bytes.NewReader(data), over))
 	wantRefused("WriteSlot", s.WriteSlot(ctx, slot, Enabler("w"), []grid.SlotShare{{Shnum: 0, Seq: 2, Data: data}}, over))

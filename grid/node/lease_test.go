@@ -68,6 +68,10 @@ func TestLeaseSweeperWithInjectedClock(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Both shares' leases (a 24 h term) end within 7 days: status says so.
+	if st, err := n.Status(ctx); err != nil || st.ExpiringSoon != 2 {
+		t.Fatalf("Status.ExpiringSoon = %d, %v; want 2", st.ExpiringSoon, err)
+	}
 	// A delete without the lease secret is refused.
 	if err := srv.CancelLease(ctx, dropped, [32]byte{9}); !errors.Is(err, grid.ErrUnauthorized) {
 		t.Fatalf("cancel with a wrong secret: %v, want ErrUnauthorized", err)

@@ -497,7 +497,6 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 			stores = append(stores, lp.store)
 		}
 	}
-	soon := n.cfg.Now().Add(grid.ExpiringWindow)
 	for _, s := range stores {
 		if f := s.Failure(); f != nil {
 			st.FailedStores = append(st.FailedStores, FailedStore{Dir: s.Dir(), Error: f.Error()})
@@ -512,11 +511,11 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		if gs.Quota > 0 {
 			st.Quota += gs.Quota
 		}
-		exp, err := s.expiring(ctx, soon)
-		if err != nil {
+		// The store counts them (Stat.ExpiringSoon, window grid.ExpiringWindow).
+		if gs.ExpiringSoon < 0 {
 			st.ExpiringSoon = -1
 		} else if st.ExpiringSoon >= 0 {
-			st.ExpiringSoon += exp
+			st.ExpiringSoon += gs.ExpiringSoon
 		}
 	}
 	st.Memory = memoryStatus(stores)

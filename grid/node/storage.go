@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -21,12 +20,6 @@ type servedStore struct {
 	*boltserver.Server
 	svc *p2p.Service
 	log *slog.Logger
-}
-
-// expiryCounter is an optional ability of a store: count the shares whose
-// leases all end before a time.
-type expiryCounter interface {
-	ExpiringBefore(ctx context.Context, t time.Time) (int, error)
 }
 
 // openServedStore opens the bbolt store in dir under h's identity and
@@ -58,14 +51,6 @@ func (s *servedStore) run(ctx context.Context) {
 	if err := s.Server.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		s.log.Error("Lease sweeper stopped", "err", err)
 	}
-}
-
-// expiring counts shares whose leases all end before t.
-func (s *servedStore) expiring(ctx context.Context, before time.Time) (int, error) {
-	if ec, ok := any(s.Server).(expiryCounter); ok {
-		return ec.ExpiringBefore(ctx, before)
-	}
-	return 0, errors.New("expiring leases: not implemented by the store")
 }
 
 // Close stops serving, then closes the store.

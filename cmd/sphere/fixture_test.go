@@ -318,3 +318,135 @@ func checkFixtureTree(t *testing.T, ctx context.Context, tree *fs.FS, m fixtureM
 		t.Errorf("tree has %d entries, manifest %d: %v", len(seen), len(m.Files), seen)
 	}
 }
+
+// slotVersions returns the format version byte of every share of cp's slot
+// on the home's local stores.
+func slotVersions(t *testing.T, h *home.Home, cp caps.Cap) []byte {
+	t.Helper()
+	ctx := context.Background()
+	servers, closeFn, err := openLocalServers(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	vc, ok := caps.MutableVerifyCapOf(cp)
+	if !ok {
+		t.Fatalf("%s is not mutable", cp.Kind())
+	}
+	var out []byte
+	for _, s := range servers {
+		ss, err := s.ReadSlot(ctx, vc.SI)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sh := range ss {
+			out = append(out, sh.Data[0])
+		}
+	}
+	if len(out) == 0 {
+		t.Fatalf("no shares of %v", cp)
+	}
+	return out
+}
+
+func allVersion(vs []byte, want byte) bool {
+	for _, v := range vs {
+		if v != want {
+			return false
+		}
+	}
+	return true
+}
+
+// TestHomeFixtureUpgrade: in the home of 2026-12-04 every directory and
+// mutable file is format v1; a write rewrites exactly what it touches as
+// v2 (the root directory, the changed directory, the mutable file), and the
+// untouched v1 directories are still read beside them.
+func TestHomeFixtureUpgrade(t *testing.T) {
+	dst, m := copyFixture(t)
+	h, err := home.Open(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	mc, err := caps.Parse(m.MutableCap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, closeFn, err := openClient(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := fs.FromClient(c)
+	root, err := userRootCap(ctx, h, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := fs.New(ctx, g, root, fs.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, _, err := tree.Caps(ctx, "docs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	many, _, err := tree.Caps(ctx, "many")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree.Close(ctx)
+	closeFn()
+	for _, cp := range []caps.Cap{root, docs, many, mc} {
+		if vs := slotVersions(t, h, cp); !allVersion(vs, caps.MutableVersion1) {
+			t.Fatalf("fixture %s: share versions %v, want all 1", cp.Kind(), vs)
+		}
+	}
+
+	c, closeFn, err = openClient(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err = fs.New(ctx, fs.FromClient(c), root, fs.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{"many/new", "top"} {
+		if err := tree.Mkdir(ctx, d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tree.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newer := []byte("rewritten by the new code")
+	if _, err := c.Publish(ctx, mc.(caps.MutableWriteCap), newer); err != nil {
+		t.Fatal(err)
+	}
+	closeFn()
+	for name, cp := range map[string]caps.Cap{"root": root, "many": many, "mutable": mc} {
+		if vs := slotVersions(t, h, cp); !allVersion(vs, caps.MutableVersion2) {
+			t.Errorf("%s after a write: share versions %v, want all 2", name, vs)
+		}
+	}
+	if vs := slotVersions(t, h, docs); !allVersion(vs, caps.MutableVersion1) {
+		t.Errorf("docs, untouched: share versions %v, want all 1", vs)
+	}
+
+	// Everything reads back, old and new side by side.
+	c, closeFn, err = openClient(ctx, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeFn()
+	tree, err = fs.New(ctx, fs.FromClient(c), root, fs.Options{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tree.Close(ctx)
+	m.Files = append(m.Files, fixtureFile{Path: "many/new", Type: "dir", Mode: 0o755}, fixtureFile{Path: "top", Type: "dir", Mode: 0o755})
+	checkFixtureTree(t, ctx, tree, m)
+	got, _, err := c.Retrieve(ctx, mc)
+	if err != nil || !bytes.Equal(got, newer) {
+		t.Fatalf("mutable file after upgrade: %q, %v", got, err)
+	}
+}

@@ -20,6 +20,9 @@ type fileNode struct {
 	mu    sync.RWMutex // guards content: cache and dirty; writers and savers hold it exclusively
 	cache *wbuf        // write-back copy of the whole file; nil while content is n.cap
 	dirty bool         // cache differs from cap
+	// jclean: the journal holds the cache as it is (blob), so a close need
+	// not store it again. Cleared by every write.
+	jclean bool
 
 	// Guarded by FS.mu:
 	parent        *dir // nil once unlinked
@@ -27,6 +30,8 @@ type fileNode struct {
 	refs          int
 	cap           caps.Cap // last saved content
 	committedSize int64    // size of cap
+	blob          string   // journal blob holding the content not yet uploaded
+	blobSize      int64
 	size          int64
 	mode          uint32
 	mtime         time.Time
@@ -209,7 +214,7 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	}
 	w, err := n.cache.WriteAt(p, off)
 	if w > 0 {
-		n.dirty = true
+		n.dirty, n.jclean = true, false
 		f.mu.Lock()
 		if end := off + int64(w); end > n.size {
 			n.size = end
@@ -240,7 +245,7 @@ func (h *Handle) Truncate(ctx context.Context, size int64) error {
 	if err := n.cache.Truncate(size); err != nil {
 		return fmt.Errorf("truncate %q: cache: %w", n.name, err)
 	}
-	n.dirty = true
+	n.dirty, n.jclean = true, false
 	f.mu.Lock()
 	n.size = size
 	n.mtime = f.opts.Now()
@@ -277,21 +282,27 @@ func (f *FS) ensureCache(ctx context.Context, n *fileNode, keep int64) error {
 	return nil
 }
 
-// Flush saves the file to the grid if it has unsaved writes and records
-// its new cap in its directory (written to the grid later, see Fsync).
-// An error means the data is not saved.
+// Flush saves the file if it has unsaved writes: into the write-back
+// journal when the tree has one (uploaded by the next batch), else to the
+// grid, recording its new cap in its directory (written to the grid later,
+// see Fsync). An error means the data is not saved.
 func (h *Handle) Flush(ctx context.Context) error {
 	if err := h.check(false); err != nil {
 		return err
 	}
-	return h.f.saveNode(ctx, h.n)
+	return h.f.saveNode(ctx, h.n, false)
 }
 
-// Fsync saves the file and writes every changed directory, so the file
-// and the directory chain up to the root are durable when it returns nil.
+// Fsync saves the file and makes it and the directory chain up to the
+// root durable: with a journal, durable on this machine (synced to its
+// disk; on the grid after the next batch or Sync); without, written to
+// the grid.
 func (h *Handle) Fsync(ctx context.Context) error {
 	if err := h.Flush(ctx); err != nil {
 		return err
+	}
+	if h.f.jr != nil {
+		return h.f.jr.Sync()
 	}
 	if err := h.f.flushDirs(ctx); err != nil {
 		return fmt.Errorf("fsync: %w", err)
@@ -309,7 +320,7 @@ func (h *Handle) Close(ctx context.Context) error {
 	}
 	h.closed = true
 	h.mu.Unlock()
-	err := h.f.saveNode(ctx, h.n)
+	err := h.f.saveNode(ctx, h.n, false)
 	h.f.release(h.n)
 	return err
 }
@@ -337,7 +348,11 @@ func (f *FS) forget(n *fileNode) {
 		return
 	}
 	if n.dirty {
-		f.armLocked(f.retryDelay())
+		if n.blob != "" {
+			f.armLocked(f.opts.FlushDelay)
+		} else {
+			f.armLocked(f.retryDelay())
+		}
 		return
 	}
 	if n.cache != nil {
@@ -350,8 +365,10 @@ func (f *FS) forget(n *fileNode) {
 	delete(f.openNodes, n)
 }
 
-// saveNode uploads n's write-back copy if dirty and records the new entry.
-func (f *FS) saveNode(ctx context.Context, n *fileNode) error {
+// saveNode saves n's write-back copy if dirty: with upload false and a
+// journal, into the journal (uploaded by the next batch); else to the grid,
+// recording the new entry.
+func (f *FS) saveNode(ctx context.Context, n *fileNode, upload bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.dirty {
@@ -359,10 +376,24 @@ func (f *FS) saveNode(ctx context.Context, n *fileNode) error {
 	}
 	f.mu.Lock()
 	size, name, linked := n.size, n.name, n.parent != nil
-	f.mu.Unlock()
 	if !linked {
 		n.dirty = false // unlinked: nothing can reach the data any more
+		f.uploadedLocked(n)
+		f.mu.Unlock()
 		return nil
+	}
+	f.mu.Unlock()
+	if !upload && f.jr != nil {
+		if n.jclean {
+			return nil
+		}
+		ok, err := f.journalNode(n, size)
+		if err != nil {
+			return fmt.Errorf("save %q: %w", name, err)
+		}
+		if ok {
+			return nil
+		}
 	}
 	c, err := f.g.Upload(ctx, n.cache, size)
 	if err != nil {
@@ -371,6 +402,7 @@ func (f *FS) saveNode(ctx context.Context, n *fileNode) error {
 	n.dirty = false
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.uploadedLocked(n)
 	n.cap, n.committedSize = c, size
 	if n.parent != nil {
 		f.setLocked(n.parent, n.name, &Entry{Type: TypeFile, Cap: c, Size: size, Mode: n.mode, Mtime: n.mtime})

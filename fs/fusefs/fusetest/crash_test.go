@@ -20,10 +20,10 @@ var journalStat = journal.Stat
 
 // Environment of the crash test's child process.
 const (
-	envChild = "SPHERE_FUSETEST_CHILD" // "mount": serve a mount until killed
-	envStore = "SPHERE_FUSETEST_STORE" // directory of the bolt stores
-	envMnt   = "SPHERE_FUSETEST_MNT"   // where to mount
-	envRoot  = "SPHERE_FUSETEST_ROOT"  // root directory cap
+	envChild = "SPHERE_FUSETEST_CHILD"   // "mount": serve a mount until killed
+	envStore = "SPHERE_FUSETEST_STORE"   // directory of the bolt stores
+	envMnt   = "SPHERE_FUSETEST_MNT"     // where to mount
+	envRoot  = "SPHERE_FUSETEST_ROOT"    // root directory cap
 	envJrnl  = "SPHERE_FUSETEST_JOURNAL" // write-back journal directory ("" for none)
 )
 

@@ -1,0 +1,154 @@
+package fs_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/sphere-grid/sphere/fs"
+	"github.com/sphere-grid/sphere/fs/fstest"
+	"github.com/sphere-grid/sphere/fs/journal"
+)
+
+// TestJournalCloseDoesNotUpload: with a journal, close returns without
+// uploading; the files read back at once from the tree; a batch (Sync)
+// uploads them all, writing each directory once.
+func TestJournalCloseDoesNotUpload(t *testing.T) {
+	g := fstest.New()
+	jdir := filepath.Join(t.TempDir(), "j")
+	tr, root := newTree(t, g, nil, fs.Options{FlushDelay: -1, JournalDir: jdir})
+	ctx := ctxT(t)
+	if err := tr.Mkdir(ctx, "d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, tr, "d/first", data(10, 1)) // uploads the empty file once
+	up, mod := g.Uploads.Load(), g.Modifies.Load()
+	for i := range 100 {
+		writeFile(t, tr, fmt.Sprintf("d/f%03d", i), data(4096, byte(i)))
+	}
+	if n := g.Uploads.Load() - up; n != 0 {
+		t.Fatalf("100 closes uploaded %d files, want 0 (journalled)", n)
+	}
+	if n := g.Modifies.Load() - mod; n != 0 {
+		t.Fatalf("100 closes wrote directories %d times, want 0", n)
+	}
+	if got := readFile(t, tr, "d/f042"); !bytes.Equal(got, data(4096, 42)) {
+		t.Fatal("journalled file reads back wrong")
+	}
+	if r, b := tr.Pending(); r == 0 || b < 100*4096 {
+		t.Fatalf("Pending: %d records, %d bytes; want >0 and >= %d", r, b, 100*4096)
+	}
+	if err := tr.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.Uploads.Load() - up; n != 101 {
+		t.Errorf("Sync uploaded %d files, want 101", n)
+	}
+	if n := g.Modifies.Load() - mod; n > 2 {
+		t.Errorf("Sync wrote directories %d times, want at most 2 (d and the root)", n)
+	}
+	if r, b := tr.Pending(); r != 0 || b != 0 {
+		t.Errorf("after Sync: %d records, %d bytes pending", r, b)
+	}
+	other, _ := newTree(t, g, root, fs.Options{FlushDelay: -1})
+	for i := range 100 {
+		if got := readFile(t, other, fmt.Sprintf("d/f%03d", i)); !bytes.Equal(got, data(4096, byte(i))) {
+			t.Fatalf("d/f%03d on the grid differs", i)
+		}
+	}
+}
+
+// TestJournalReplay: a tree abandoned (as by kill -9) with files closed
+// but not uploaded, then renamed, removed, chmodded, overwritten, and a
+// new directory; the next tree on the journal uploads exactly that state.
+func TestJournalReplay(t *testing.T) { forGrids(t, testJournalReplay) }
+
+func testJournalReplay(t *testing.T, g fs.Grid) {
+	ctx := ctxT(t)
+	jdir := filepath.Join(t.TempDir(), "j")
+	root, err := g.CreateDir(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := fs.New(ctx, g, root, fs.Options{FlushDelay: -1, JournalDir: jdir, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]byte{}
+	write := func(p string, b []byte) { writeFile(t, tr, p, b); want[p] = b }
+	if err := tr.Mkdir(ctx, "new", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Mkdir(ctx, "new/deeper", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		write(fmt.Sprintf("new/deeper/f%d", i), data(1000+i, byte(i)))
+	}
+	write("top", data(70_000, 9))
+	write("top", data(5, 10)) // overwritten after close
+	if err := tr.Rename(ctx, "new/deeper/f1", "moved"); err != nil {
+		t.Fatal(err)
+	}
+	want["moved"] = want["new/deeper/f1"]
+	delete(want, "new/deeper/f1")
+	if err := tr.Unlink(ctx, "new/deeper/f2"); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "new/deeper/f2")
+	if err := tr.Chmod(ctx, "new/deeper/f3", 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Symlink(ctx, "top", "link"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.SyncLocal(ctx); err != nil {
+		t.Fatal(err)
+	}
+	tr.CrashForTest()
+
+	// Nothing of it is on the grid yet.
+	fresh, _ := newTree(t, g, root, fs.Options{FlushDelay: -1})
+	if n := names(t, fresh, ""); n != "" {
+		t.Fatalf("before the replay the grid's root holds %q, want nothing", n)
+	}
+	if r, _, err := journal.Stat(jdir); err != nil || r == 0 {
+		t.Fatalf("journal: %d records, %v", r, err)
+	}
+
+	tr2, err := fs.New(ctx, g, root, fs.Options{FlushDelay: -1, JournalDir: jdir, CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr2.Close(context.Background())
+	if r, b, err := journal.Stat(jdir); err != nil || r != 0 || b != 0 {
+		t.Fatalf("journal after the replay: %d records, %d bytes, %v", r, b, err)
+	}
+	check, _ := newTree(t, g, root, fs.Options{FlushDelay: -1})
+	for p, b := range want {
+		if got := readFile(t, check, p); !bytes.Equal(got, b) {
+			t.Errorf("%s after the replay: %d bytes, want %d", p, len(got), len(b))
+		}
+	}
+	if n := names(t, check, "new/deeper"); n != "f0,f10,f11,f12,f13,f14,f15,f16,f17,f18,f19,f3,f4,f5,f6,f7,f8,f9" {
+		t.Errorf("new/deeper after the replay: %s", n)
+	}
+	if in, err := check.Stat(ctx, "new/deeper/f3"); err != nil || in.Mode != 0o600 {
+		t.Errorf("chmod after close: %+v %v", in, err)
+	}
+	if target, err := check.Readlink(ctx, "link"); err != nil || target != "top" {
+		t.Errorf("symlink: %q %v", target, err)
+	}
+}
+
+// TestJournalInUse: two trees cannot share one journal.
+func TestJournalInUse(t *testing.T) {
+	g := fstest.New()
+	jdir := filepath.Join(t.TempDir(), "j")
+	_, root := newTree(t, g, nil, fs.Options{FlushDelay: -1, JournalDir: jdir})
+	if _, err := fs.New(ctxT(t), g, root, fs.Options{FlushDelay: -1, JournalDir: jdir, CacheDir: t.TempDir()}); err == nil {
+		t.Fatal("second tree on the same journal opened")
+	}
+}

@@ -161,9 +161,7 @@ func (f *FS) uploadBatch(ctx context.Context, all bool) error {
 	for i, n := range nodes {
 		g.Go(func() error {
 			errs[i] = f.saveNode(gctx, n, true)
-			if !all {
-				f.forget(n)
-			}
+			f.forget(n) // drops it if closed and saved
 			return nil
 		})
 	}

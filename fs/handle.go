@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sphere-grid/sphere/caps"
+	"github.com/sphere-grid/sphere/fs/journal"
 )
 
 // fileNode is the live state of a file while it is open (or has unsaved
@@ -30,11 +31,17 @@ type fileNode struct {
 	refs          int
 	cap           caps.Cap // last saved content
 	committedSize int64    // size of cap
-	blob          string   // journal blob holding the content not yet uploaded
-	blobSize      int64
-	size          int64
-	mode          uint32
-	mtime         time.Time
+	blob          string   // journal blob holding the content not yet uploaded (last of chain)
+	blobSize      int64    // bytes of all blobs in chain
+	chain         []chainLink
+	// ext: the ranges written since the content was last journalled, so
+	// that the next journal entry can be a delta; extOK is false when a
+	// delta cannot describe the change (a truncate, too many writes).
+	ext   [][2]int64
+	extOK bool
+	size  int64
+	mode  uint32
+	mtime time.Time
 }
 
 // Handle is an open file. Its methods are safe for concurrent use.
@@ -215,6 +222,11 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	w, err := n.cache.WriteAt(p, off)
 	if w > 0 {
 		n.dirty, n.jclean = true, false
+		if n.extOK && len(n.ext) < journal.MaxExtents {
+			n.ext = append(n.ext, [2]int64{off, int64(w)})
+		} else {
+			n.extOK = false
+		}
 		f.mu.Lock()
 		if end := off + int64(w); end > n.size {
 			n.size = end
@@ -245,7 +257,7 @@ func (h *Handle) Truncate(ctx context.Context, size int64) error {
 	if err := n.cache.Truncate(size); err != nil {
 		return fmt.Errorf("truncate %q: cache: %w", n.name, err)
 	}
-	n.dirty, n.jclean = true, false
+	n.dirty, n.jclean, n.extOK = true, false, false
 	f.mu.Lock()
 	n.size = size
 	n.mtime = f.opts.Now()

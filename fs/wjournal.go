@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"sort"
@@ -74,6 +75,14 @@ func (f *FS) fromJEntry(je *journal.Entry) (*Entry, error) {
 	return e, nil
 }
 
+// chainLink is one journal blob of a file's content: a whole copy (base
+// "") or a delta over the previous link.
+type chainLink struct {
+	id, base string
+	ext      [][2]int64
+	size     int64 // file size after this link
+}
+
 // logLocked records an edit of name in d (e nil: removal; prev: the entry
 // before) in the journal. A file whose content is a journal blob not yet
 // uploaded is recorded with that blob, so a replay never goes back to the
@@ -93,49 +102,83 @@ func (f *FS) logLocked(d *dir, name string, e, prev *Entry) {
 	}
 }
 
-// journalNode stores n's content as a journal blob and records it in its
-// directory, instead of uploading. Caller holds n.mu exclusively; n is
-// dirty and linked. It returns false when the journal is full (the caller
-// uploads instead).
+// journalNode stores n's content in the journal and records it in its
+// directory, instead of uploading: as a delta over the blob already
+// journalled when only a few ranges changed since (a 4 KiB write in a big
+// file costs 4 KiB), else as a whole copy. Caller holds n.mu exclusively;
+// n is dirty and linked. It returns false when the journal is full (the
+// caller uploads instead).
 func (f *FS) journalNode(n *fileNode, size int64) (bool, error) {
 	f.mu.Lock()
-	full := f.jBytes+size > maxJournalBytes
+	var delta int64
+	for _, x := range n.ext {
+		delta += x[1]
+	}
+	useDelta := n.blob != "" && n.extOK && len(n.ext) > 0 && delta <= size/4
+	full := f.jBytes+size > maxJournalBytes && !useDelta
 	f.mu.Unlock()
 	if full {
 		return false, nil
 	}
-	id, err := f.jr.PutBlob(n.cache, size)
+	var link chainLink
+	var err error
+	if useDelta {
+		link = chainLink{base: n.blob, ext: n.ext, size: size}
+		link.id, err = f.jr.PutBlobParts(n.cache, n.ext)
+	} else {
+		link = chainLink{size: size}
+		link.id, err = f.jr.PutBlob(n.cache, size)
+		delta = size
+	}
 	if err != nil {
 		return false, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if n.blob != "" {
-		f.jDone = append(f.jDone, n.blob)
-		f.jBytes -= n.blobSize
+	if !useDelta {
+		f.supersedeLocked(n)
 	}
-	n.blob, n.blobSize, n.jclean = id, size, true
-	f.jBytes += size
+	n.chain = append(n.chain, link)
+	n.blob, n.jclean = link.id, true
+	n.blobSize += delta
+	n.ext, n.extOK = nil, true
+	f.jBytes += delta
 	if n.parent != nil {
-		d := n.parent
-		var prev *Entry
-		if old, ok := d.entries[n.name]; ok {
-			prev = &old
-		}
-		f.logLocked(d, n.name, &Entry{Type: TypeFile, Size: size, Mode: n.mode, Mtime: n.mtime}, prev)
+		f.logLinkLocked(n, link)
 	}
 	f.armLocked(f.opts.FlushDelay)
 	return true, nil
 }
 
+// logLinkLocked records n's content as link in its directory.
+func (f *FS) logLinkLocked(n *fileNode, link chainLink) {
+	d := n.parent
+	var prev *Entry
+	if old, ok := d.entries[n.name]; ok {
+		prev = &old
+	}
+	r := journal.Record{Dir: d.cap.String(), Name: n.name, Prev: toJEntry(prev), Blob: link.id, Base: link.base, Ext: link.ext,
+		New: toJEntry(&Entry{Type: TypeFile, Size: link.size, Mode: n.mode, Mtime: n.mtime})}
+	if err := f.jr.Append(r); err != nil {
+		f.log.Error("Write-back journal append failed; this change is not crash-safe until uploaded", "err", err)
+	}
+}
+
+// supersedeLocked lets n's journal blobs go (with their generation): its
+// content is now elsewhere. Caller holds f.mu.
+func (f *FS) supersedeLocked(n *fileNode) {
+	for _, l := range n.chain {
+		f.jDone = append(f.jDone, l.id)
+	}
+	f.jBytes -= n.blobSize
+	n.chain, n.blob, n.blobSize = nil, "", 0
+	n.ext, n.extOK = nil, false
+}
+
 // uploadedLocked notes that n's content is on the grid: its blob may go
 // once the journal generation recording it is dropped. Caller holds f.mu.
 func (f *FS) uploadedLocked(n *fileNode) {
-	if n.blob != "" {
-		f.jDone = append(f.jDone, n.blob)
-		f.jBytes -= n.blobSize
-		n.blob, n.blobSize = "", 0
-	}
+	f.supersedeLocked(n)
 	n.jclean = false
 }
 
@@ -178,12 +221,9 @@ func (f *FS) uploadBatch(ctx context.Context, all bool) error {
 		if err == nil {
 			for n := range f.openNodes {
 				if n.blob != "" && n.parent != nil {
-					d := n.parent
-					var prev *Entry
-					if old, ok := d.entries[n.name]; ok {
-						prev = &old
+					for _, l := range n.chain {
+						f.logLinkLocked(n, l)
 					}
-					f.logLocked(d, n.name, &Entry{Type: TypeFile, Size: n.blobSize, Mode: n.mode, Mtime: n.mtime}, prev)
 				}
 			}
 		}
@@ -246,7 +286,11 @@ func (f *FS) replayJournal(ctx context.Context) error {
 	byKey := map[key]*change{}
 	dirs := map[string][]key{}
 	var blobs []string
+	deltas := map[string]journal.Record{}
 	for _, r := range recs {
+		if r.Base != "" {
+			deltas[r.Blob] = r
+		}
 		k := key{r.Dir, r.Name}
 		nw, err := f.fromJEntry(r.New)
 		if err != nil {
@@ -268,7 +312,7 @@ func (f *FS) replayJournal(ctx context.Context) error {
 		if c.blob == "" {
 			continue
 		}
-		bf, err := os.Open(f.jr.BlobPath(c.blob))
+		bf, err := f.materialize(c.blob, deltas)
 		if err != nil {
 			return fmt.Errorf("replay journal: %w", err)
 		}
@@ -284,6 +328,9 @@ func (f *FS) replayJournal(ctx context.Context) error {
 		}
 		c.new.Cap, c.new.Size = cp, fi.Size()
 		blobs = append(blobs, c.blob)
+		if bf.Name() != f.jr.BlobPath(c.blob) {
+			os.Remove(bf.Name())
+		}
 	}
 	dirNames := make([]string, 0, len(dirs))
 	for d := range dirs {
@@ -307,4 +354,71 @@ func (f *FS) replayJournal(ctx context.Context) error {
 	}
 	f.log.Info("Write-back journal replayed", "records", len(recs), "files", len(blobs), "dirs", len(dirs))
 	return f.jr.Drop(gen, blobs)
+}
+
+// materialize opens the content of blob id: the blob itself, or for a
+// delta a temporary file rebuilt from its chain of bases.
+func (f *FS) materialize(id string, deltas map[string]journal.Record) (*os.File, error) {
+	var chain []journal.Record
+	for cur := id; ; {
+		r, ok := deltas[cur]
+		if !ok {
+			break
+		}
+		if len(chain) > len(deltas) {
+			return nil, fmt.Errorf("blob %s: delta chain loops: %w", id, journal.ErrFormat)
+		}
+		chain = append(chain, r)
+		cur = r.Base
+	}
+	if len(chain) == 0 {
+		return os.Open(f.jr.BlobPath(id))
+	}
+	base, err := os.Open(f.jr.BlobPath(chain[len(chain)-1].Base))
+	if err != nil {
+		return nil, err
+	}
+	defer base.Close()
+	tmp, err := os.CreateTemp(f.jr.Dir(), "replay-")
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := io.Copy(tmp, base); err != nil {
+		return nil, err
+	}
+	for i := len(chain) - 1; i >= 0; i-- {
+		r := chain[i]
+		d, err := os.ReadFile(f.jr.BlobPath(r.Blob))
+		if err != nil {
+			return nil, err
+		}
+		var want int64
+		for _, x := range r.Ext {
+			want += x[1]
+		}
+		if int64(len(d)) != want {
+			return nil, fmt.Errorf("delta blob %s: %d bytes, extents say %d: %w", r.Blob, len(d), want, journal.ErrFormat)
+		}
+		for _, x := range r.Ext {
+			if _, err := tmp.WriteAt(d[:x[1]], x[0]); err != nil {
+				return nil, err
+			}
+			d = d[x[1]:]
+		}
+		if err := tmp.Truncate(r.New.Size); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	ok = true
+	return tmp, nil
 }

@@ -105,6 +105,42 @@ func testJournalReplay(t *testing.T, g fs.Grid) {
 	if err := tr.Symlink(ctx, "top", "link"); err != nil {
 		t.Fatal(err)
 	}
+	// A big file patched in place twice after its close: journalled as
+	// deltas over its first copy, not as three copies.
+	big := data(400_000, 11)
+	writeFile(t, tr, "big", big)
+	_, before, _ := journal.Stat(jdir)
+	for _, p := range []struct {
+		off int64
+		b   []byte
+	}{{200_000, []byte("patched in the middle")}, {399_990, []byte("and past the old end")}, {1000, []byte("x")}} {
+		h, err := tr.OpenFile(ctx, "big", 1 /* O_WRONLY */, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.WriteAt(ctx, p.b, p.off); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Fsync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if end := p.off + int64(len(p.b)); end > int64(len(big)) {
+			big = append(big, make([]byte, end-int64(len(big)))...)
+		}
+		copy(big[p.off:], p.b)
+	}
+	want["big"] = big
+	if _, after, _ := journal.Stat(jdir); after-before > 1000 {
+		t.Errorf("three small patches of a journalled file added %d bytes to the journal, want deltas (< 1000)", after-before)
+	}
+	if err := tr.Rename(ctx, "big", "big2"); err != nil {
+		t.Fatal(err)
+	}
+	want["big2"] = big
+	delete(want, "big")
 	if err := tr.SyncLocal(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -57,16 +57,23 @@ type Entry struct {
 
 // Record is one directory edit: set Name in the directory Dir (a write cap
 // string) to New (nil: delete), last seen as Prev. With Blob set, New is a
-// file whose content is the blob (its Cap and Size are filled in from it
-// when it is uploaded).
+// file whose content is the blob (its Cap is filled in when it is
+// uploaded). With Base also set, the blob is a delta: the content is blob
+// Base with each extent of Ext (offset, length) replaced by the next bytes
+// of blob Blob, then cut or zero-extended to New.Size.
 type Record struct {
-	V    int    `json:"v"`
-	Dir  string `json:"d"`
-	Name string `json:"n"`
-	New  *Entry `json:"new,omitempty"`
-	Prev *Entry `json:"prev,omitempty"`
-	Blob string `json:"b,omitempty"`
+	V    int        `json:"v"`
+	Dir  string     `json:"d"`
+	Name string     `json:"n"`
+	New  *Entry     `json:"new,omitempty"`
+	Prev *Entry     `json:"prev,omitempty"`
+	Blob string     `json:"b,omitempty"`
+	Base string     `json:"base,omitempty"`
+	Ext  [][2]int64 `json:"x,omitempty"`
 }
+
+// MaxExtents bounds the extents of one delta record.
+const MaxExtents = 1024
 
 // Journal is an open journal directory. Its methods are safe for
 // concurrent use.
@@ -188,6 +195,10 @@ func (j *Journal) Append(r Record) error {
 // Append, it survives the process being killed at once, a machine crash
 // after Sync.
 func (j *Journal) PutBlob(r io.ReaderAt, size int64) (string, error) {
+	return j.putBlob(io.NewSectionReader(r, 0, size))
+}
+
+func (j *Journal) putBlob(src io.Reader) (string, error) {
 	j.mu.Lock()
 	id := strconv.FormatUint(j.nextID, 16)
 	j.nextID++
@@ -196,7 +207,7 @@ func (j *Journal) PutBlob(r io.ReaderAt, size int64) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("journal: new blob: %w", err)
 	}
-	_, err = io.Copy(f, io.NewSectionReader(r, 0, size))
+	_, err = io.Copy(f, src)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -205,6 +216,16 @@ func (j *Journal) PutBlob(r io.ReaderAt, size int64) (string, error) {
 		return "", fmt.Errorf("journal: write blob: %w", err)
 	}
 	return id, nil
+}
+
+// PutBlobParts stores the extents ext (offset, length) of r, one after
+// the other, as a new blob (the data of a delta record).
+func (j *Journal) PutBlobParts(r io.ReaderAt, ext [][2]int64) (string, error) {
+	readers := make([]io.Reader, 0, len(ext))
+	for _, x := range ext {
+		readers = append(readers, io.NewSectionReader(r, x[0], x[1]))
+	}
+	return j.putBlob(io.MultiReader(readers...))
 }
 
 // Sync makes everything appended or stored so far survive a crash of the
@@ -274,6 +295,9 @@ func (j *Journal) Drop(gen uint64, blobs []string) error {
 			for _, r := range recs {
 				if r.Blob != "" {
 					live[r.Blob] = true
+				}
+				if r.Base != "" {
+					live[r.Base] = true
 				}
 			}
 		}
@@ -375,6 +399,15 @@ func ParseLog(b []byte) ([]Record, error) {
 			return nil, fmt.Errorf("line %d: want a directory and a name: %w", line, ErrFormat)
 		case r.Blob != "" && (r.New == nil || !validBlobID(r.Blob)):
 			return nil, fmt.Errorf("line %d: bad blob reference: %w", line, ErrFormat)
+		case r.Base != "" && (r.Blob == "" || r.Base == r.Blob || !validBlobID(r.Base) || len(r.Ext) == 0 || len(r.Ext) > MaxExtents):
+			return nil, fmt.Errorf("line %d: bad delta (base %q, %d extents): %w", line, r.Base, len(r.Ext), ErrFormat)
+		case r.Base == "" && len(r.Ext) > 0:
+			return nil, fmt.Errorf("line %d: extents without a base: %w", line, ErrFormat)
+		}
+		for _, x := range r.Ext {
+			if x[0] < 0 || x[1] <= 0 || x[0] > r.New.Size || x[1] > r.New.Size-x[0] {
+				return nil, fmt.Errorf("line %d: extent %v outside size %d: %w", line, x, r.New.Size, ErrFormat)
+			}
 		}
 		out = append(out, r)
 	}

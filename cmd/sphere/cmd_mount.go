@@ -110,6 +110,13 @@ func runMount(ctx context.Context, g *globals, args []string, debug, noWait bool
 		tree.Close(context.WithoutCancel(ctx))
 		return fmt.Errorf("mount: %w", err)
 	}
+	// SIGUSR1 (sphere sync): upload everything now. SIGUSR2 (sphere
+	// unmount --no-wait): do not wait for the upload at unmount. Caught
+	// for as long as the pid file names this process (defers run in
+	// reverse: the pid file goes first).
+	usr := make(chan os.Signal, 4)
+	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(usr)
 	pidFile := mountPidFile(h, abs)
 	if err := os.MkdirAll(filepath.Dir(pidFile), 0o700); err == nil {
 		os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600)
@@ -123,11 +130,6 @@ func runMount(ctx context.Context, g *globals, args []string, debug, noWait bool
 
 	served := make(chan struct{})
 	go func() { srv.Wait(); close(served) }()
-	// SIGUSR1 (sphere sync): upload everything now. SIGUSR2 (sphere
-	// unmount --no-wait): do not wait for the upload at unmount.
-	usr := make(chan os.Signal, 4)
-	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
-	defer signal.Stop(usr)
 wait:
 	for {
 		select {

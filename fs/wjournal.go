@@ -145,6 +145,8 @@ func (f *FS) journalNode(n *fileNode, size int64) (bool, error) {
 	f.jBytes += delta
 	if n.parent != nil {
 		f.logLinkLocked(n, link)
+	} else {
+		f.jr.Release(link.id) // unlinked meanwhile: no record will name it
 	}
 	f.armLocked(f.opts.FlushDelay)
 	return true, nil

@@ -85,8 +85,9 @@ type Journal struct {
 	gen     uint64
 	log     *os.File
 	w       *bufio.Writer
-	nextID  uint64
-	records int // in all live generations
+	nextID   uint64
+	records  int             // in all live generations
+	inflight map[string]bool // blobs stored but not yet named by a record: Drop keeps them
 }
 
 // Open opens (creating if needed) the journal in dir and takes its lock.
@@ -105,7 +106,7 @@ func Open(dir string) (*Journal, error) {
 		}
 		return nil, fmt.Errorf("open journal: lock: %w", err)
 	}
-	j := &Journal{dir: dir, lock: lock}
+	j := &Journal{dir: dir, lock: lock, inflight: map[string]bool{}}
 	gens, blobs, err := j.list()
 	if err != nil {
 		j.Close()
@@ -182,6 +183,7 @@ func (j *Journal) Append(r Record) error {
 	if j.log == nil {
 		return errors.New("journal: closed")
 	}
+	delete(j.inflight, r.Blob)
 	j.w.Write(b)
 	j.w.WriteByte('\n')
 	if err := j.w.Flush(); err != nil {
@@ -202,6 +204,7 @@ func (j *Journal) putBlob(src io.Reader) (string, error) {
 	j.mu.Lock()
 	id := strconv.FormatUint(j.nextID, 16)
 	j.nextID++
+	j.inflight[id] = true // until a record names it (Append) or Release
 	j.mu.Unlock()
 	f, err := os.OpenFile(j.BlobPath(id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -213,6 +216,7 @@ func (j *Journal) putBlob(src io.Reader) (string, error) {
 	}
 	if err != nil {
 		os.Remove(j.BlobPath(id))
+		j.Release(id)
 		return "", fmt.Errorf("journal: write blob: %w", err)
 	}
 	return id, nil
@@ -226,6 +230,13 @@ func (j *Journal) PutBlobParts(r io.ReaderAt, ext [][2]int64) (string, error) {
 		readers = append(readers, io.NewSectionReader(r, x[0], x[1]))
 	}
 	return j.putBlob(io.MultiReader(readers...))
+}
+
+// Release gives up a blob no record will name; Drop may remove it.
+func (j *Journal) Release(id string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	delete(j.inflight, id)
 }
 
 // Sync makes everything appended or stored so far survive a crash of the
@@ -303,7 +314,7 @@ func (j *Journal) Drop(gen uint64, blobs []string) error {
 		}
 	}
 	for _, b := range append(slices.Clone(blobs), present...) {
-		if !live[b] {
+		if !live[b] && !j.inflight[b] {
 			if err := os.Remove(j.BlobPath(b)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				errs = append(errs, err)
 			}

@@ -81,10 +81,10 @@ type Journal struct {
 	dir  string
 	lock *os.File
 
-	mu      sync.Mutex
-	gen     uint64
-	log     *os.File
-	w       *bufio.Writer
+	mu       sync.Mutex
+	gen      uint64
+	log      *os.File
+	w        *bufio.Writer
 	nextID   uint64
 	records  int             // in all live generations
 	inflight map[string]bool // blobs stored but not yet named by a record: Drop keeps them

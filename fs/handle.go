@@ -37,11 +37,12 @@ type fileNode struct {
 	// ext: the ranges written since the content was last journalled, so
 	// that the next journal entry can be a delta; extOK is false when a
 	// delta cannot describe the change (a truncate, too many writes).
-	ext   [][2]int64
-	extOK bool
-	size  int64
-	mode  uint32
-	mtime time.Time
+	ext     [][2]int64
+	extOK   bool
+	baseCap caps.Cap // saved file a first delta is over (no blob yet)
+	size    int64
+	mode    uint32
+	mtime   time.Time
 }
 
 // Handle is an open file. Its methods are safe for concurrent use.
@@ -277,6 +278,21 @@ func (f *FS) ensureCache(ctx context.Context, n *fileNode, keep int64) error {
 	if keep < 0 || keep > size {
 		keep = size
 	}
+	if keep > memLimit {
+		// Big: a lazy copy that reads unwritten ranges from the grid.
+		cf, err := f.files.open(ctx, f.g, c)
+		if err != nil {
+			return fmt.Errorf("open %q for writing: %w", n.name, err)
+		}
+		tmp, err := newLazyWbuf(f.cacheDir, cf.f, keep, func() { f.files.release(cf) })
+		if err != nil {
+			f.files.release(cf)
+			return err
+		}
+		n.cache = tmp
+		f.setDeltaBase(n, c, keep == size)
+		return nil
+	}
 	tmp := newWbuf(f.cacheDir)
 	if keep > 0 {
 		cf, err := f.files.open(ctx, f.g, c)
@@ -291,7 +307,20 @@ func (f *FS) ensureCache(ctx context.Context, n *fileNode, keep int64) error {
 		}
 	}
 	n.cache = tmp
+	f.setDeltaBase(n, c, keep == size)
 	return nil
+}
+
+// setDeltaBase notes that n's cache now equals the saved file c (when
+// whole), so the journal may record later writes as a delta over c.
+// Caller holds n.mu exclusively.
+func (f *FS) setDeltaBase(n *fileNode, c caps.Cap, whole bool) {
+	n.ext = nil
+	n.extOK = whole && c != nil && n.blob == ""
+	n.baseCap = nil
+	if n.extOK {
+		n.baseCap = c
+	}
 }
 
 // Flush saves the file if it has unsaved writes: into the write-back
@@ -416,6 +445,7 @@ func (f *FS) saveNode(ctx context.Context, n *fileNode, upload bool) error {
 	defer f.mu.Unlock()
 	f.uploadedLocked(n)
 	n.cap, n.committedSize = c, size
+	f.setDeltaBase(n, c, true) // the cache is now exactly c
 	if n.parent != nil {
 		f.setLocked(n.parent, n.name, &Entry{Type: TypeFile, Cap: c, Size: size, Mode: n.mode, Mtime: n.mtime})
 	}

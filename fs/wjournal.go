@@ -79,6 +79,7 @@ func (f *FS) fromJEntry(je *journal.Entry) (*Entry, error) {
 // "") or a delta over the previous link.
 type chainLink struct {
 	id, base string
+	baseCap  string // first link over a saved file instead of a blob
 	ext      [][2]int64
 	size     int64 // file size after this link
 }
@@ -114,7 +115,7 @@ func (f *FS) journalNode(n *fileNode, size int64) (bool, error) {
 	for _, x := range n.ext {
 		delta += x[1]
 	}
-	useDelta := n.blob != "" && n.extOK && len(n.ext) > 0 && delta <= size/4
+	useDelta := (n.blob != "" || n.baseCap != nil) && n.extOK && len(n.ext) > 0 && delta <= size/4
 	full := f.jBytes+size > maxJournalBytes && !useDelta
 	f.mu.Unlock()
 	if full {
@@ -124,6 +125,9 @@ func (f *FS) journalNode(n *fileNode, size int64) (bool, error) {
 	var err error
 	if useDelta {
 		link = chainLink{base: n.blob, ext: n.ext, size: size}
+		if n.blob == "" {
+			link.baseCap = n.baseCap.String()
+		}
 		link.id, err = f.jr.PutBlobParts(n.cache, n.ext)
 	} else {
 		link = chainLink{size: size}
@@ -159,7 +163,7 @@ func (f *FS) logLinkLocked(n *fileNode, link chainLink) {
 	if old, ok := d.entries[n.name]; ok {
 		prev = &old
 	}
-	r := journal.Record{Dir: d.cap.String(), Name: n.name, Prev: toJEntry(prev), Blob: link.id, Base: link.base, Ext: link.ext,
+	r := journal.Record{Dir: d.cap.String(), Name: n.name, Prev: toJEntry(prev), Blob: link.id, Base: link.base, BaseCap: link.baseCap, Ext: link.ext,
 		New: toJEntry(&Entry{Type: TypeFile, Size: link.size, Mode: n.mode, Mtime: n.mtime})}
 	if err := f.jr.Append(r); err != nil {
 		f.log.Error("Write-back journal append failed; this change is not crash-safe until uploaded", "err", err)
@@ -174,7 +178,7 @@ func (f *FS) supersedeLocked(n *fileNode) {
 	}
 	f.jBytes -= n.blobSize
 	n.chain, n.blob, n.blobSize = nil, "", 0
-	n.ext, n.extOK = nil, false
+	n.ext, n.extOK, n.baseCap = nil, false, nil
 }
 
 // uploadedLocked notes that n's content is on the grid: its blob may go
@@ -290,7 +294,7 @@ func (f *FS) replayJournal(ctx context.Context) error {
 	var blobs []string
 	deltas := map[string]journal.Record{}
 	for _, r := range recs {
-		if r.Base != "" {
+		if r.Base != "" || r.BaseCap != "" {
 			deltas[r.Blob] = r
 		}
 		k := key{r.Dir, r.Name}
@@ -314,7 +318,7 @@ func (f *FS) replayJournal(ctx context.Context) error {
 		if c.blob == "" {
 			continue
 		}
-		bf, err := f.materialize(c.blob, deltas)
+		bf, err := f.materialize(ctx, c.blob, deltas)
 		if err != nil {
 			return fmt.Errorf("replay journal: %w", err)
 		}
@@ -360,7 +364,7 @@ func (f *FS) replayJournal(ctx context.Context) error {
 
 // materialize opens the content of blob id: the blob itself, or for a
 // delta a temporary file rebuilt from its chain of bases.
-func (f *FS) materialize(id string, deltas map[string]journal.Record) (*os.File, error) {
+func (f *FS) materialize(ctx context.Context, id string, deltas map[string]journal.Record) (*os.File, error) {
 	var chain []journal.Record
 	for cur := id; ; {
 		r, ok := deltas[cur]
@@ -371,16 +375,34 @@ func (f *FS) materialize(id string, deltas map[string]journal.Record) (*os.File,
 			return nil, fmt.Errorf("blob %s: delta chain loops: %w", id, journal.ErrFormat)
 		}
 		chain = append(chain, r)
+		if r.BaseCap != "" {
+			break
+		}
 		cur = r.Base
 	}
 	if len(chain) == 0 {
 		return os.Open(f.jr.BlobPath(id))
 	}
-	base, err := os.Open(f.jr.BlobPath(chain[len(chain)-1].Base))
-	if err != nil {
-		return nil, err
+	var base io.Reader
+	if last := chain[len(chain)-1]; last.BaseCap != "" {
+		c, err := f.parseCap(last.BaseCap)
+		if err != nil {
+			return nil, fmt.Errorf("delta base: %w", err)
+		}
+		gf, err := f.g.OpenFile(ctx, c)
+		if err != nil {
+			return nil, fmt.Errorf("delta base: %w", err)
+		}
+		defer closeFile(gf)
+		base = io.NewSectionReader(gf, 0, gf.Size())
+	} else {
+		bf, err := os.Open(f.jr.BlobPath(last.Base))
+		if err != nil {
+			return nil, err
+		}
+		defer bf.Close()
+		base = bf
 	}
-	defer base.Close()
 	tmp, err := os.CreateTemp(f.jr.Dir(), "replay-")
 	if err != nil {
 		return nil, err

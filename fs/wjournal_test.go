@@ -79,6 +79,36 @@ func testJournalReplay(t *testing.T, g fs.Grid) {
 	}
 	want := map[string][]byte{}
 	write := func(p string, b []byte) { writeFile(t, tr, p, b); want[p] = b }
+	// A big file already on the grid, then patched: the journal holds only
+	// the patch (a delta over its cap), and the tree never loads it whole.
+	onGrid := data(3<<20, 12)
+	write("ongrid", onGrid)
+	if err := tr.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, before0, _ := journal.Stat(jdir)
+	h, err := tr.OpenFile(ctx, "ongrid", 1 /* O_WRONLY */, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patch := []byte("a patch in a file only on the grid")
+	if _, err := h.WriteAt(ctx, patch, 1<<20+5); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Fsync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	copy(onGrid[1<<20+5:], patch)
+	want["ongrid"] = onGrid
+	if _, after0, _ := journal.Stat(jdir); after0-before0 > 1000 {
+		t.Errorf("a patch of a file on the grid added %d bytes to the journal, want a delta", after0-before0)
+	}
+	if got := readFile(t, tr, "ongrid"); !bytes.Equal(got, onGrid) {
+		t.Fatal("patched file reads back wrong from the tree")
+	}
 	if err := tr.Mkdir(ctx, "new", 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +178,11 @@ func testJournalReplay(t *testing.T, g fs.Grid) {
 
 	// Nothing of it is on the grid yet.
 	fresh, _ := newTree(t, g, root, fs.Options{FlushDelay: -1})
-	if n := names(t, fresh, ""); n != "" {
-		t.Fatalf("before the replay the grid's root holds %q, want nothing", n)
+	if n := names(t, fresh, ""); n != "ongrid" {
+		t.Fatalf("before the replay the grid's root holds %q, want only ongrid", n)
+	}
+	if bytes.Equal(readFile(t, fresh, "ongrid"), onGrid) {
+		t.Fatal("the patch is on the grid before the replay")
 	}
 	if r, _, err := journal.Stat(jdir); err != nil || r == 0 {
 		t.Fatalf("journal: %d records, %v", r, err)

@@ -70,6 +70,9 @@ type Record struct {
 	Blob string     `json:"b,omitempty"`
 	Base string     `json:"base,omitempty"`
 	Ext  [][2]int64 `json:"x,omitempty"`
+	// BaseCap, instead of Base: the delta is over the saved file this cap
+	// names (the first change to a file already on the grid).
+	BaseCap string `json:"bc,omitempty"`
 }
 
 // MaxExtents bounds the extents of one delta record.
@@ -410,9 +413,13 @@ func ParseLog(b []byte) ([]Record, error) {
 			return nil, fmt.Errorf("line %d: want a directory and a name: %w", line, ErrFormat)
 		case r.Blob != "" && (r.New == nil || !validBlobID(r.Blob)):
 			return nil, fmt.Errorf("line %d: bad blob reference: %w", line, ErrFormat)
+		case r.Base != "" && r.BaseCap != "":
+			return nil, fmt.Errorf("line %d: delta over both a blob and a cap: %w", line, ErrFormat)
 		case r.Base != "" && (r.Blob == "" || r.Base == r.Blob || !validBlobID(r.Base) || len(r.Ext) == 0 || len(r.Ext) > MaxExtents):
 			return nil, fmt.Errorf("line %d: bad delta (base %q, %d extents): %w", line, r.Base, len(r.Ext), ErrFormat)
-		case r.Base == "" && len(r.Ext) > 0:
+		case r.BaseCap != "" && (r.Blob == "" || len(r.Ext) == 0 || len(r.Ext) > MaxExtents):
+			return nil, fmt.Errorf("line %d: bad delta over a cap (%d extents): %w", line, len(r.Ext), ErrFormat)
+		case r.Base == "" && r.BaseCap == "" && len(r.Ext) > 0:
 			return nil, fmt.Errorf("line %d: extents without a base: %w", line, ErrFormat)
 		}
 		for _, x := range r.Ext {

@@ -100,6 +100,8 @@ type FS struct {
 	batchMu sync.Mutex       // serializes upload batches (uploadBatch)
 	jBytes  int64            // guarded by mu: bytes of blobs not yet uploaded
 	jDone   []string         // guarded by mu: uploaded blobs, dropped with their generation
+	jFirst  time.Time        // guarded by mu: first journal write since the last batch
+	jLast   time.Time        // guarded by mu: last journal write
 }
 
 // dir is the in-memory copy of one directory.
@@ -488,6 +490,18 @@ func (f *FS) retryDelay() time.Duration { return 5 * f.opts.FlushDelay }
 func (f *FS) backgroundFlush() {
 	f.mu.Lock()
 	f.timer = nil
+	// With a journal, wait until writing pauses (FlushDelay without a
+	// journal write), so a burst like untar is not slowed by its own
+	// upload; but not longer than 10 FlushDelays, nor past batchBytes.
+	if f.jr != nil && !f.jFirst.IsZero() {
+		quiet := time.Since(f.jLast)
+		if quiet < f.opts.FlushDelay && time.Since(f.jFirst) < 10*f.opts.FlushDelay && f.jBytes < batchBytes {
+			f.armLocked(f.opts.FlushDelay - quiet)
+			f.mu.Unlock()
+			return
+		}
+	}
+	f.jFirst = time.Time{}
 	f.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

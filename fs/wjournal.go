@@ -27,6 +27,9 @@ import (
 // journal; beyond it close uploads synchronously, as without a journal.
 const maxJournalBytes = 512 << 20
 
+// batchBytes starts a batch without waiting for writes to pause.
+const batchBytes = 64 << 20
+
 // uploadParallel is how many files a batch uploads at once.
 const uploadParallel = 8
 
@@ -92,6 +95,7 @@ func (f *FS) logLocked(d *dir, name string, e, prev *Entry) {
 	if f.jr == nil {
 		return
 	}
+	f.noteJournalLocked()
 	r := journal.Record{Dir: d.cap.String(), Name: name, New: toJEntry(e), Prev: toJEntry(prev)}
 	if n := d.files[name]; n != nil && n.blob != "" && e != nil && e.Type == TypeFile {
 		r.Blob = n.blob
@@ -156,8 +160,17 @@ func (f *FS) journalNode(n *fileNode, size int64) (bool, error) {
 	return true, nil
 }
 
+// noteJournalLocked notes a journal write, for the batch's debounce.
+func (f *FS) noteJournalLocked() {
+	f.jLast = time.Now()
+	if f.jFirst.IsZero() {
+		f.jFirst = f.jLast
+	}
+}
+
 // logLinkLocked records n's content as link in its directory.
 func (f *FS) logLinkLocked(n *fileNode, link chainLink) {
+	f.noteJournalLocked()
 	d := n.parent
 	var prev *Entry
 	if old, ok := d.entries[n.name]; ok {

@@ -2,7 +2,7 @@ package caps
 
 // Mutable files: caps derived from an Ed25519 key pair, and the signed,
 // erasure-coded share format of each published version. The byte format is
-// specified in docs/spec/mutable.md (version 1); keep the two in step.
+// specified in docs/spec/mutable.md (versions 1 and 2); keep the two in step.
 
 import (
 	"bytes"
@@ -29,8 +29,18 @@ const (
 	KindDirVerify     = "dir-verify"
 )
 
-// MutableVersion is the version byte of mutable share headers.
-const MutableVersion = 1
+// Version bytes of mutable share headers. Encoding always writes
+// MutableVersion; parsing accepts every version up to it, so a version-1
+// file is read as before and rewritten as version 2 by its next write.
+const (
+	MutableVersion1 = 1 // AEAD key from the read key and a random salt only
+	MutableVersion2 = 2 // key bound to SI, version and seq; salt synthetic (SIV)
+	MutableVersion  = MutableVersion2
+)
+
+// ErrNewerFormat means an object was written by a newer Sphere in a format
+// this one does not read. Errors wrapping it also wrap ErrFormat.
+var ErrNewerFormat = errors.New("written in a newer format than this version of sphere reads; upgrade sphere")
 
 // MaxMutableSize bounds the plaintext of one mutable version. Mutable files
 // are one segment (directories, small documents), so this also bounds the
@@ -56,6 +66,8 @@ const (
 	ctxMutLeaf     = "sphere 2026-11-27 mutable block hash v1"
 	ctxMutNode     = "sphere 2026-11-27 mutable merkle node v1"
 	ctxMutSig      = "sphere 2026-11-27 mutable signature v1"
+	ctxMutAEADv2   = "sphere 2026-12-04 mutable aead key v2"
+	ctxMutSaltv2   = "sphere 2026-12-04 mutable synthetic salt v2"
 )
 
 // Keys of the tagged hashes (BLAKE3 keyed mode), derived once. Mutable code
@@ -314,14 +326,15 @@ func WriteEnabler(c MutableWriteCap, serverID []byte) [32]byte {
 
 // MutableShare is one verified share of one version of a mutable file.
 type MutableShare struct {
-	Seq    uint64
-	Salt   [mutableSaltSize]byte
-	K, N   int
-	Length uint64   // plaintext length
-	Root   [32]byte // Merkle root over the hashes of all n blocks
-	Shnum  int
-	Block  []byte
-	Header []byte // the signed header, MutableHeaderSize bytes
+	Version byte // format version (header byte 0)
+	Seq     uint64
+	Salt    [mutableSaltSize]byte
+	K, N    int
+	Length  uint64   // plaintext length
+	Root    [32]byte // Merkle root over the hashes of all n blocks
+	Shnum   int
+	Block   []byte
+	Header  []byte // the signed header, MutableHeaderSize bytes
 }
 
 // mutableBlockSize is the length of each block of a version whose plaintext
@@ -383,11 +396,50 @@ func mutTree(leaves [][32]byte) [][][32]byte {
 	return levels
 }
 
-func mutAEADKey(readKey [16]byte, salt [mutableSaltSize]byte) []byte {
-	h := blake3.NewDeriveKey(ctxMutAEAD)
+// mutAEADKey returns the AEAD key of a version. Version 1: from the read
+// key and the salt only. Version 2: also from the storage index, the
+// version byte and seq, so two versions share a key only if they share
+// file, seq and salt; and the version-2 salt is synthetic (mutSaltV2), so
+// that takes the same content too.
+func mutAEADKey(version byte, readKey [16]byte, seq uint64, salt [mutableSaltSize]byte) []byte {
+	if version == MutableVersion1 {
+		h := blake3.NewDeriveKey(ctxMutAEAD)
+		h.Write(readKey[:])
+		h.Write(salt[:])
+		return h.Sum(make([]byte, 0, chacha20poly1305.KeySize))
+	}
+	si := StorageIndex(derive16(ctxMutStorage, readKey[:]))
+	h := blake3.NewDeriveKey(ctxMutAEADv2)
 	h.Write(readKey[:])
+	h.Write(si[:])
+	var b [9]byte
+	b[0] = version
+	binary.BigEndian.PutUint64(b[1:], seq)
+	h.Write(b[:])
 	h.Write(salt[:])
 	return h.Sum(make([]byte, 0, chacha20poly1305.KeySize))
+}
+
+// mutSaltV2 is the synthetic salt of a version-2 version: a keyed hash
+// (key from the read key) of 16 random bytes, seq and the content. With a
+// good random source it is random; with a broken one (repeating bytes) it
+// still differs for every different (seq, content), so no key/nonce pair
+// is ever used for two plaintexts. Servers see it; without the read key it
+// reveals nothing about the content.
+func mutSaltV2(readKey [16]byte, r [mutableSaltSize]byte, seq uint64, content []byte) (salt [mutableSaltSize]byte) {
+	var key [32]byte
+	blake3.DeriveKey(ctxMutSaltv2, readKey[:], key[:])
+	h, _ := blake3.NewKeyed(key[:]) // key is always 32 bytes
+	h.Write(r[:])
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], seq)
+	binary.BigEndian.PutUint64(b[8:], uint64(len(content)))
+	h.Write(b[:])
+	h.Write(content)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	copy(salt[:], sum[:])
+	return salt
 }
 
 // sigMessage is what the Ed25519 signature covers: a context, the storage
@@ -404,11 +456,19 @@ func mutableCoder(k, n int) (reedsolomon.Encoder, error) {
 	return reedsolomon.New(k, n-k)
 }
 
-// EncodeMutable encrypts content as version seq of the file wc names and
-// erasure-codes it into n shares, k of which rebuild it. The salt comes from
-// rand, so the AEAD key never repeats across versions. It returns the shares
-// (shares[shnum]) and the version's root.
+// EncodeMutable encrypts content as version seq of the file wc names, in
+// the current format (MutableVersion), and erasure-codes it into n shares,
+// k of which rebuild it. The AEAD key is bound to the file, seq and a salt
+// made from rand and the content, so it never repeats for two plaintexts,
+// even if rand does. It returns the shares (shares[shnum]) and the
+// version's root.
 func EncodeMutable(wc MutableWriteCap, seq uint64, content []byte, k, n int, rand io.Reader) ([][]byte, [32]byte, error) {
+	return encodeMutable(MutableVersion, wc, seq, content, k, n, rand)
+}
+
+// encodeMutable encodes in the given format version; version 1 is kept for
+// the known-answer tests and the tests of reading old files.
+func encodeMutable(version byte, wc MutableWriteCap, seq uint64, content []byte, k, n int, rand io.Reader) ([][]byte, [32]byte, error) {
 	var root [32]byte
 	if k < 1 || k > n || n > MaxShares {
 		return nil, root, fmt.Errorf("encode mutable: want 1 <= k <= n <= %d, have k=%d n=%d: %w", MaxShares, k, n, ErrFormat)
@@ -416,12 +476,18 @@ func EncodeMutable(wc MutableWriteCap, seq uint64, content []byte, k, n int, ran
 	if len(content) > MaxMutableSize {
 		return nil, root, fmt.Errorf("encode mutable: want at most %d bytes, have %d: %w", MaxMutableSize, len(content), ErrFormat)
 	}
+	if version != MutableVersion1 && version != MutableVersion2 {
+		return nil, root, fmt.Errorf("encode mutable: unknown version %d: %w", version, ErrFormat)
+	}
 	var salt [mutableSaltSize]byte
 	if _, err := io.ReadFull(rand, salt[:]); err != nil {
 		return nil, root, fmt.Errorf("encode mutable: read random salt: %w", err)
 	}
 	rc := wc.ReadCap()
-	aead, err := chacha20poly1305.NewX(mutAEADKey(rc.ReadKey, salt))
+	if version == MutableVersion2 {
+		salt = mutSaltV2(rc.ReadKey, salt, seq, content)
+	}
+	aead, err := chacha20poly1305.NewX(mutAEADKey(version, rc.ReadKey, seq, salt))
 	if err != nil {
 		return nil, root, fmt.Errorf("encode mutable: %w", err)
 	}
@@ -436,7 +502,7 @@ func EncodeMutable(wc MutableWriteCap, seq uint64, content []byte, k, n int, ran
 		shares[i] = make([]byte, size)
 		blocks[i] = shares[i][mutableBlockOff : mutableBlockOff+bs : mutableBlockOff+bs]
 	}
-	var nonce [chacha20poly1305.NonceSizeX]byte // unique: the key is unique per salt
+	var nonce [chacha20poly1305.NonceSizeX]byte // unique: the key is unique per version
 	ct := aead.Seal(make([]byte, 0, len(content)+chacha20poly1305.Overhead), nonce[:], content, nil)
 	for i := range k {
 		copy(blocks[i], ct[min(i*bs, len(ct)):])
@@ -458,7 +524,7 @@ func EncodeMutable(wc MutableWriteCap, seq uint64, content []byte, k, n int, ran
 	root = levels[len(levels)-1][0]
 
 	hdr := make([]byte, 0, MutableHeaderSize)
-	hdr = append(hdr, MutableVersion)
+	hdr = append(hdr, version)
 	hdr = binary.BigEndian.AppendUint64(hdr, seq)
 	hdr = append(hdr, salt[:]...)
 	hdr = append(hdr, byte(k), byte(n))
@@ -488,10 +554,13 @@ func ParseMutableShare(vc MutableVerifyCap, data []byte) (*MutableShare, error) 
 	if len(data) < mutableBlockOff {
 		return nil, fmt.Errorf("mutable share: want at least %d bytes, have %d: %w", mutableBlockOff, len(data), ErrFormat)
 	}
-	if data[0] != MutableVersion {
-		return nil, fmt.Errorf("mutable share: invalid version, want=%d have=%d: %w", MutableVersion, data[0], ErrFormat)
+	switch v := data[0]; {
+	case v > MutableVersion:
+		return nil, fmt.Errorf("mutable share: version %d (this sphere reads 1 to %d): %w (%w)", v, MutableVersion, ErrNewerFormat, ErrFormat)
+	case v < MutableVersion1:
+		return nil, fmt.Errorf("mutable share: invalid version, want 1 to %d, have %d: %w", MutableVersion, v, ErrFormat)
 	}
-	s := &MutableShare{Header: data[:MutableHeaderSize:MutableHeaderSize]}
+	s := &MutableShare{Version: data[0], Header: data[:MutableHeaderSize:MutableHeaderSize]}
 	s.Seq = binary.BigEndian.Uint64(data[1:9])
 	copy(s.Salt[:], data[9:25])
 	s.K, s.N = int(data[25]), int(data[26])
@@ -586,7 +655,7 @@ func DecodeMutable(rc MutableReadCap, shares []*MutableShare) ([]byte, error) {
 		ct = append(ct, b...)
 	}
 	ct = ct[:ctLen]
-	aead, err := chacha20poly1305.NewX(mutAEADKey(rc.ReadKey, first.Salt))
+	aead, err := chacha20poly1305.NewX(mutAEADKey(first.Header[0], rc.ReadKey, first.Seq, first.Salt))
 	if err != nil {
 		return nil, fmt.Errorf("decode mutable: %w", err)
 	}

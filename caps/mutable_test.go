@@ -300,11 +300,14 @@ func TestWriteEnabler(t *testing.T) {
 	}
 }
 
-// mutableVector is one known-answer vector in testdata/mutable-v1-vectors.json.
+// mutableVector is one known-answer vector in testdata/mutable-v<N>-vectors.json.
 type mutableVector struct {
 	Name         string
-	SeedByte     byte // seed bytes are SeedByte, SeedByte+1, ...
-	SaltByte     byte // salt bytes likewise
+	Version      byte   `json:",omitempty"` // 0 in the v1 file
+	Salt         string `json:",omitempty"` // hex; v2 only (synthetic, so worth pinning)
+	AEADKey      string `json:",omitempty"` // hex; v2 only
+	SeedByte     byte   // seed bytes are SeedByte, SeedByte+1, ...
+	SaltByte     byte   // salt bytes likewise
 	Content      string
 	Seq          uint64
 	K, N         int
@@ -320,18 +323,29 @@ type mutableVector struct {
 	ShareSize    int
 }
 
-const mutableVectorFile = "testdata/mutable-v1-vectors.json"
+func mutableVectorFile(version byte) string {
+	return fmt.Sprintf("testdata/mutable-v%d-vectors.json", version)
+}
 
-func makeMutableVector(t *testing.T, in mutableVector) mutableVector {
+func makeMutableVector(t *testing.T, version byte, in mutableVector) mutableVector {
 	t.Helper()
 	wc := testWriteCap(t, in.SeedByte, false)
 	dwc := wc
 	dwc.Dir = true
-	shares, root, err := EncodeMutable(wc, in.Seq, []byte(in.Content), in.K, in.N, &detReader{next: in.SaltByte})
+	shares, root, err := encodeMutable(version, wc, in.Seq, []byte(in.Content), in.K, in.N, &detReader{next: in.SaltByte})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := in
+	if version != MutableVersion1 {
+		sh, err := ParseMutableShare(wc.VerifyCap(), shares[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Version = version
+		out.Salt = hex.EncodeToString(sh.Salt[:])
+		out.AEADKey = hex.EncodeToString(mutAEADKey(version, wc.ReadCap().ReadKey, in.Seq, sh.Salt))
+	}
 	out.WriteCap, out.ReadCap, out.VerifyCap = wc.String(), wc.ReadCap().String(), wc.VerifyCap().String()
 	out.DirWriteCap, out.DirReadCap = dwc.String(), dwc.ReadCap().String()
 	out.StorageIndex = wc.StorageIndex().String()
@@ -356,22 +370,34 @@ func makeMutableVector(t *testing.T, in mutableVector) mutableVector {
 // the cap strings and share hashes in testdata. Regenerate only on a
 // deliberate format change: go test ./caps -run KnownAnswer -update
 func TestMutableKnownAnswer(t *testing.T) {
+	for _, version := range []byte{MutableVersion1, MutableVersion2} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) { testMutableKnownAnswer(t, version) })
+	}
+}
+
+func testMutableKnownAnswer(t *testing.T, version byte) {
 	inputs := []mutableVector{
 		{Name: "hello-3of10", SeedByte: 0, SaltByte: 100, Content: "hello, sphere", Seq: 1, K: 3, N: 10},
 		{Name: "empty-1of1", SeedByte: 32, SaltByte: 200, Content: "", Seq: 7, K: 1, N: 1},
 		{Name: "1000B-2of5", SeedByte: 64, SaltByte: 0, Content: strings.Repeat("0123456789", 100), Seq: 1 << 40, K: 2, N: 5},
 	}
+	if version == MutableVersion2 {
+		// Same seed and random bytes as the first vector, next seq: with a
+		// random source that repeats itself, v1 would reuse the key.
+		inputs = append(inputs, mutableVector{Name: "hello-3of10-seq2-same-random", SeedByte: 0, SaltByte: 100, Content: "hello, sphere", Seq: 2, K: 3, N: 10})
+	}
 	var got []mutableVector
 	for _, in := range inputs {
-		got = append(got, makeMutableVector(t, in))
+		got = append(got, makeMutableVector(t, version, in))
 	}
+	file := mutableVectorFile(version)
 	if *update {
 		b, _ := json.MarshalIndent(got, "", "  ")
-		if err := os.WriteFile(mutableVectorFile, append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(file, append(b, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	b, err := os.ReadFile(mutableVectorFile)
+	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +406,7 @@ func TestMutableKnownAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(want) != len(got) {
-		t.Fatalf("%d vectors in %s, computed %d", len(want), mutableVectorFile, len(got))
+		t.Fatalf("%d vectors in %s, computed %d", len(want), file, len(got))
 	}
 	for i := range want {
 		w, g := want[i], got[i]
@@ -480,12 +506,17 @@ func FuzzMutableShare(f *testing.F) {
 	wc := testWriteCap(f, 1, false)
 	vc, rc := wc.VerifyCap(), wc.ReadCap()
 	for _, kn := range [][2]int{{1, 1}, {1, 2}, {2, 3}, {3, 10}} {
-		shares, _, err := EncodeMutable(wc, 5, []byte("fuzz seed content"), kn[0], kn[1], &detReader{})
-		if err != nil {
-			f.Fatal(err)
+		for _, version := range []byte{MutableVersion1, MutableVersion2} {
+			shares, _, err := encodeMutable(version, wc, 5, []byte("fuzz seed content"), kn[0], kn[1], &detReader{})
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(shares[0])
+			f.Add(shares[len(shares)-1][:MutableHeaderSize+10])
+			newer := bytes.Clone(shares[0])
+			newer[0] = MutableVersion + 1
+			f.Add(newer)
 		}
-		f.Add(shares[0])
-		f.Add(shares[len(shares)-1][:MutableHeaderSize+10])
 	}
 	f.Add([]byte{})
 	priv := ed25519.NewKeyFromSeed(wc.Seed[:])
@@ -534,5 +565,85 @@ func TestMutableShareSizes(t *testing.T) {
 	shares, _, err := EncodeMutable(wc, 1, make([]byte, 1024), 3, 10, &detReader{})
 	if err != nil || len(shares[0]) != 607 {
 		t.Fatalf("encoded share of 1 KiB: %d bytes, %v; want 607", len(shares[0]), err)
+	}
+}
+
+// TestMutableV2KeysBoundToSeq: with a random source that returns the same
+// bytes every time, v1 gives two versions of one file the same AEAD key and
+// nonce (their ciphertexts XOR to the XOR of the plaintexts); v2 never does,
+// whatever differs: seq, content, or the file.
+func TestMutableV2KeysBoundToSeq(t *testing.T) {
+	wc, other := testWriteCap(t, 5, false), testWriteCap(t, 6, false)
+	keyOf := func(version byte, wc MutableWriteCap, seq uint64, content string) string {
+		t.Helper()
+		shares, _, err := encodeMutable(version, wc, seq, []byte(content), 1, 1, &detReader{next: 9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sh, err := ParseMutableShare(wc.VerifyCap(), shares[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sh.Version != version {
+			t.Fatalf("share version %d, want %d", sh.Version, version)
+		}
+		return hex.EncodeToString(mutAEADKey(version, wc.ReadCap().ReadKey, seq, sh.Salt))
+	}
+	if keyOf(1, wc, 1, "a") != keyOf(1, wc, 2, "b") {
+		t.Fatal("v1 with a repeating random source should reuse the key (the flaw v2 fixes)")
+	}
+	base := keyOf(2, wc, 1, "a")
+	for name, k := range map[string]string{
+		"next seq, other content": keyOf(2, wc, 2, "b"),
+		"next seq, same content":  keyOf(2, wc, 2, "a"),
+		"same seq, other content": keyOf(2, wc, 1, "b"),
+		"other file":              keyOf(2, other, 1, "a"),
+	} {
+		if k == base {
+			t.Errorf("%s: same AEAD key as seq 1 %q", name, "a")
+		}
+	}
+	if keyOf(2, wc, 1, "a") != base {
+		t.Error("v2 key not deterministic for the same inputs")
+	}
+}
+
+// TestMutableVersions: v1 shares still parse and decode; v2 shares decode;
+// a share of a newer version fails with ErrNewerFormat (and ErrFormat),
+// saying which version it is, never with garbage.
+func TestMutableVersions(t *testing.T) {
+	wc := testWriteCap(t, 7, false)
+	content := []byte("a directory table, say")
+	for _, version := range []byte{MutableVersion1, MutableVersion2} {
+		shares, _, err := encodeMutable(version, wc, 4, content, 2, 4, &detReader{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps := parseAll(t, wc.VerifyCap(), shares)
+		if ps[0].Version != version {
+			t.Errorf("v%d: parsed version %d", version, ps[0].Version)
+		}
+		got, err := DecodeMutable(wc.ReadCap(), ps[2:])
+		if err != nil || !bytes.Equal(got, content) {
+			t.Errorf("v%d: decode %q, %v", version, got, err)
+		}
+	}
+	shares, _, err := EncodeMutable(wc, 4, content, 2, 4, &detReader{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if shares[0][0] != MutableVersion2 {
+		t.Fatalf("EncodeMutable wrote version %d, want %d", shares[0][0], MutableVersion2)
+	}
+	newer := bytes.Clone(shares[0])
+	newer[0] = MutableVersion + 1
+	_, err = ParseMutableShare(wc.VerifyCap(), newer)
+	if !errors.Is(err, ErrNewerFormat) || !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "version 3") {
+		t.Fatalf("newer share: error %v, want ErrNewerFormat naming version 3", err)
+	}
+	zero := bytes.Clone(shares[0])
+	zero[0] = 0
+	if _, err = ParseMutableShare(wc.VerifyCap(), zero); err == nil || errors.Is(err, ErrNewerFormat) {
+		t.Fatalf("version 0 share: error %v, want a plain format error", err)
 	}
 }

@@ -22,12 +22,25 @@
 // ErrReadOnly and re-reads a directory from the grid when its copy is older
 // than Options.DirTTL, so it sees the owner's fsynced changes.
 //
+// With Options.JournalDir (as `sphere mount` runs), Flush and Fsync store
+// the file and every directory edit in a local write-back journal
+// (fs/journal; docs/spec/journal.md) and return: close survives the process
+// being killed, fsync a crash of the machine. Upload batches run once
+// writing pauses: every journalled file is uploaded (8 at a time), each
+// changed directory is written once, and the journal generations covered
+// are dropped. New replays what a crashed process left. A change to a big
+// file is journalled as a delta of the written ranges, and a big file
+// opened for writing keeps only those ranges locally (the rest is read
+// from the grid on demand).
+//
 // Decisions and known limits:
-//   - Close waits for the upload (so it can report a failure); after a
-//     failure the data is kept and the save retried in the background, by
-//     Sync and by Close of the tree. A small
-//     file therefore costs one grid upload at close; its speed is the
-//     grid's (about 30 ms per file on the local bolt grid in Nov 2026).
+//   - Without a journal, close waits for the upload (so it can report a
+//     failure); after a failure the data is kept and the save retried in
+//     the background, by Sync and by Close of the tree. With a journal,
+//     an upload failure is retried by the next batch and close reports
+//     only local failures.
+//   - The upload of a changed file re-encodes it whole (no segment-level
+//     mutable files yet), and a directory write rewrites its whole table.
 //   - The write-back copy of an open file stays in memory up to 1 MiB, then
 //     moves to an unlinked file in CacheDir; nothing is left after a crash.
 //     What was not fsynced before a crash is lost, as on a local disk.

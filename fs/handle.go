@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sphere-grid/sphere/caps"
+	"github.com/sphere-grid/sphere/fs/journal"
 )
 
 // fileNode is the live state of a file while it is open (or has unsaved
@@ -20,6 +21,9 @@ type fileNode struct {
 	mu    sync.RWMutex // guards content: cache and dirty; writers and savers hold it exclusively
 	cache *wbuf        // write-back copy of the whole file; nil while content is n.cap
 	dirty bool         // cache differs from cap
+	// jclean: the journal holds the cache as it is (blob), so a close need
+	// not store it again. Cleared by every write.
+	jclean bool
 
 	// Guarded by FS.mu:
 	parent        *dir // nil once unlinked
@@ -27,9 +31,18 @@ type fileNode struct {
 	refs          int
 	cap           caps.Cap // last saved content
 	committedSize int64    // size of cap
-	size          int64
-	mode          uint32
-	mtime         time.Time
+	blob          string   // journal blob holding the content not yet uploaded (last of chain)
+	blobSize      int64    // bytes of all blobs in chain
+	chain         []chainLink
+	// ext: the ranges written since the content was last journalled, so
+	// that the next journal entry can be a delta; extOK is false when a
+	// delta cannot describe the change (a truncate, too many writes).
+	ext     [][2]int64
+	extOK   bool
+	baseCap caps.Cap // saved file a first delta is over (no blob yet)
+	size    int64
+	mode    uint32
+	mtime   time.Time
 }
 
 // Handle is an open file. Its methods are safe for concurrent use.
@@ -209,7 +222,12 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	}
 	w, err := n.cache.WriteAt(p, off)
 	if w > 0 {
-		n.dirty = true
+		n.dirty, n.jclean = true, false
+		if n.extOK && len(n.ext) < journal.MaxExtents {
+			n.ext = append(n.ext, [2]int64{off, int64(w)})
+		} else {
+			n.extOK = false
+		}
 		f.mu.Lock()
 		if end := off + int64(w); end > n.size {
 			n.size = end
@@ -240,7 +258,7 @@ func (h *Handle) Truncate(ctx context.Context, size int64) error {
 	if err := n.cache.Truncate(size); err != nil {
 		return fmt.Errorf("truncate %q: cache: %w", n.name, err)
 	}
-	n.dirty = true
+	n.dirty, n.jclean, n.extOK = true, false, false
 	f.mu.Lock()
 	n.size = size
 	n.mtime = f.opts.Now()
@@ -260,6 +278,21 @@ func (f *FS) ensureCache(ctx context.Context, n *fileNode, keep int64) error {
 	if keep < 0 || keep > size {
 		keep = size
 	}
+	if keep > memLimit {
+		// Big: a lazy copy that reads unwritten ranges from the grid.
+		cf, err := f.files.open(ctx, f.g, c)
+		if err != nil {
+			return fmt.Errorf("open %q for writing: %w", n.name, err)
+		}
+		tmp, err := newLazyWbuf(f.cacheDir, cf.f, keep, func() { f.files.release(cf) })
+		if err != nil {
+			f.files.release(cf)
+			return err
+		}
+		n.cache = tmp
+		f.setDeltaBase(n, c, keep == size)
+		return nil
+	}
 	tmp := newWbuf(f.cacheDir)
 	if keep > 0 {
 		cf, err := f.files.open(ctx, f.g, c)
@@ -274,24 +307,43 @@ func (f *FS) ensureCache(ctx context.Context, n *fileNode, keep int64) error {
 		}
 	}
 	n.cache = tmp
+	f.setDeltaBase(n, c, keep == size)
 	return nil
 }
 
-// Flush saves the file to the grid if it has unsaved writes and records
-// its new cap in its directory (written to the grid later, see Fsync).
-// An error means the data is not saved.
+// setDeltaBase notes that n's cache now equals the saved file c (when
+// whole), so the journal may record later writes as a delta over c.
+// Caller holds n.mu exclusively.
+func (f *FS) setDeltaBase(n *fileNode, c caps.Cap, whole bool) {
+	n.ext = nil
+	n.extOK = whole && c != nil && n.blob == ""
+	n.baseCap = nil
+	if n.extOK {
+		n.baseCap = c
+	}
+}
+
+// Flush saves the file if it has unsaved writes: into the write-back
+// journal when the tree has one (uploaded by the next batch), else to the
+// grid, recording its new cap in its directory (written to the grid later,
+// see Fsync). An error means the data is not saved.
 func (h *Handle) Flush(ctx context.Context) error {
 	if err := h.check(false); err != nil {
 		return err
 	}
-	return h.f.saveNode(ctx, h.n)
+	return h.f.saveNode(ctx, h.n, false)
 }
 
-// Fsync saves the file and writes every changed directory, so the file
-// and the directory chain up to the root are durable when it returns nil.
+// Fsync saves the file and makes it and the directory chain up to the
+// root durable: with a journal, durable on this machine (synced to its
+// disk; on the grid after the next batch or Sync); without, written to
+// the grid.
 func (h *Handle) Fsync(ctx context.Context) error {
 	if err := h.Flush(ctx); err != nil {
 		return err
+	}
+	if h.f.jr != nil {
+		return h.f.jr.Sync()
 	}
 	if err := h.f.flushDirs(ctx); err != nil {
 		return fmt.Errorf("fsync: %w", err)
@@ -309,7 +361,7 @@ func (h *Handle) Close(ctx context.Context) error {
 	}
 	h.closed = true
 	h.mu.Unlock()
-	err := h.f.saveNode(ctx, h.n)
+	err := h.f.saveNode(ctx, h.n, false)
 	h.f.release(h.n)
 	return err
 }
@@ -337,7 +389,11 @@ func (f *FS) forget(n *fileNode) {
 		return
 	}
 	if n.dirty {
-		f.armLocked(f.retryDelay())
+		if n.blob != "" {
+			f.armLocked(f.opts.FlushDelay)
+		} else {
+			f.armLocked(f.retryDelay())
+		}
 		return
 	}
 	if n.cache != nil {
@@ -350,8 +406,10 @@ func (f *FS) forget(n *fileNode) {
 	delete(f.openNodes, n)
 }
 
-// saveNode uploads n's write-back copy if dirty and records the new entry.
-func (f *FS) saveNode(ctx context.Context, n *fileNode) error {
+// saveNode saves n's write-back copy if dirty: with upload false and a
+// journal, into the journal (uploaded by the next batch); else to the grid,
+// recording the new entry.
+func (f *FS) saveNode(ctx context.Context, n *fileNode, upload bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if !n.dirty {
@@ -359,10 +417,24 @@ func (f *FS) saveNode(ctx context.Context, n *fileNode) error {
 	}
 	f.mu.Lock()
 	size, name, linked := n.size, n.name, n.parent != nil
-	f.mu.Unlock()
 	if !linked {
 		n.dirty = false // unlinked: nothing can reach the data any more
+		f.uploadedLocked(n)
+		f.mu.Unlock()
 		return nil
+	}
+	f.mu.Unlock()
+	if !upload && f.jr != nil {
+		if n.jclean {
+			return nil
+		}
+		ok, err := f.journalNode(n, size)
+		if err != nil {
+			return fmt.Errorf("save %q: %w", name, err)
+		}
+		if ok {
+			return nil
+		}
 	}
 	c, err := f.g.Upload(ctx, n.cache, size)
 	if err != nil {
@@ -371,7 +443,9 @@ func (f *FS) saveNode(ctx context.Context, n *fileNode) error {
 	n.dirty = false
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.uploadedLocked(n)
 	n.cap, n.committedSize = c, size
+	f.setDeltaBase(n, c, true) // the cache is now exactly c
 	if n.parent != nil {
 		f.setLocked(n.parent, n.name, &Entry{Type: TypeFile, Cap: c, Size: size, Mode: n.mode, Mtime: n.mtime})
 	}

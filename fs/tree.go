@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sphere-grid/sphere/caps"
+	"github.com/sphere-grid/sphere/fs/journal"
 )
 
 // Options configure a tree. The zero value is usable.
@@ -37,6 +38,11 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock for modification times; nil means time.Now.
 	Now func() time.Time
+	// JournalDir, when set on a writable tree, holds the write-back
+	// journal (package fs/journal): Flush and Fsync store the file there
+	// and return, and a background batch uploads it; New first replays
+	// what a crashed process left there. Empty: Flush uploads at once.
+	JournalDir string
 }
 
 // Info describes one node of the tree.
@@ -89,6 +95,13 @@ type FS struct {
 	lastBgErr  error
 	openNodes  map[*fileNode]struct{}
 	flushGroup sync.Mutex // serializes whole-tree flushes
+
+	jr      *journal.Journal // nil without Options.JournalDir
+	batchMu sync.Mutex       // serializes upload batches (uploadBatch)
+	jBytes  int64            // guarded by mu: bytes of blobs not yet uploaded
+	jDone   []string         // guarded by mu: uploaded blobs, dropped with their generation
+	jFirst  time.Time        // guarded by mu: first journal write since the last batch
+	jLast   time.Time        // guarded by mu: last journal write
 }
 
 // dir is the in-memory copy of one directory.
@@ -157,8 +170,46 @@ func New(ctx context.Context, g Grid, root caps.Cap, opts Options) (*FS, error) 
 		} else if err := os.MkdirAll(f.cacheDir, 0o700); err != nil {
 			return nil, fmt.Errorf("open tree: cache dir: %w", err)
 		}
+		if opts.JournalDir != "" {
+			jr, err := journal.Open(opts.JournalDir)
+			if err != nil {
+				return nil, fmt.Errorf("open tree: %w", err)
+			}
+			f.jr = jr
+			if err := f.replayJournal(ctx); err != nil {
+				jr.Close()
+				return nil, fmt.Errorf("open tree: %w", err)
+			}
+			// The replay may have changed directories already loaded.
+			f.root.loadedAt = time.Time{}
+			if err := f.load(ctx, f.root, true); err != nil {
+				jr.Close()
+				return nil, fmt.Errorf("open tree: %w", err)
+			}
+		}
 	}
 	return f, nil
+}
+
+// Pending reports what is not yet on the grid: journal records (0 without
+// a journal) and bytes of file contents waiting for upload.
+func (f *FS) Pending() (records int, bytes int64) {
+	f.mu.Lock()
+	bytes = f.jBytes
+	f.mu.Unlock()
+	if f.jr != nil {
+		records = f.jr.Pending()
+	}
+	return records, bytes
+}
+
+// SyncLocal makes every change made so far survive a crash of this
+// machine: with a journal, one sync of it; without, the same as Sync.
+func (f *FS) SyncLocal(ctx context.Context) error {
+	if f.jr == nil {
+		return f.Sync(ctx)
+	}
+	return f.jr.Sync()
 }
 
 // Root returns the cap the tree was opened with.
@@ -401,6 +452,13 @@ func (f *FS) setLocked(d *dir, name string, e *Entry) {
 		}
 		d.pending[name] = &edit{new: e, prev: prev}
 	}
+	if f.jr != nil {
+		var prev *Entry
+		if old, ok := d.entries[name]; ok {
+			prev = &old
+		}
+		f.logLocked(d, name, e, prev)
+	}
 	if e == nil {
 		delete(d.entries, name)
 	} else {
@@ -427,33 +485,32 @@ func (f *FS) armLocked(delay time.Duration) {
 // retryDelay is how long the background flush waits after a failure.
 func (f *FS) retryDelay() time.Duration { return 5 * f.opts.FlushDelay }
 
-// backgroundFlush saves closed files whose save failed (close reported
-// it; the data is kept) and writes changed directories.
+// backgroundFlush saves closed files (journalled ones, and ones whose
+// save failed) and writes changed directories: one upload batch.
 func (f *FS) backgroundFlush() {
 	f.mu.Lock()
 	f.timer = nil
-	var idle []*fileNode
-	for n := range f.openNodes {
-		if n.refs == 0 {
-			idle = append(idle, n)
+	// With a journal, wait until writing pauses (FlushDelay without a
+	// journal write), so a burst like untar is not slowed by its own
+	// upload; but not longer than 10 FlushDelays, nor past batchBytes.
+	if f.jr != nil && !f.jFirst.IsZero() {
+		quiet := time.Since(f.jLast)
+		if quiet < f.opts.FlushDelay && time.Since(f.jFirst) < 10*f.opts.FlushDelay && f.jBytes < batchBytes {
+			f.armLocked(f.opts.FlushDelay - quiet)
+			f.mu.Unlock()
+			return
 		}
 	}
+	f.jFirst = time.Time{}
 	f.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	var errs []error
-	for _, n := range idle {
-		if err := f.saveNode(ctx, n); err != nil {
-			errs = append(errs, err)
-		}
-		f.forget(n)
-	}
-	if err := f.flushDirs(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	err := errors.Join(errs...)
+	err := f.uploadBatch(ctx, false)
 	f.mu.Lock()
 	f.lastBgErr = err
+	if err != nil {
+		f.armLocked(f.retryDelay())
+	}
 	f.mu.Unlock()
 	if err != nil {
 		f.log.Warn("Background save failed; will retry", "err", err)
@@ -672,6 +729,13 @@ func (f *FS) Rename(ctx context.Context, oldp, newp string) error {
 			f.detachFileLocked(dp, dname)
 		}
 	}
+	// The live file node moves first, so the journal records the new name
+	// with the node's unsaved content (logLocked).
+	if n := sp.files[sname]; n != nil {
+		delete(sp.files, sname)
+		n.parent, n.name = dp, dname
+		dp.files[dname] = n
+	}
 	// Write the new name before removing the old one: a crash between the
 	// two directory writes leaves the node reachable twice, never lost.
 	f.setLocked(dp, dname, &e)
@@ -680,11 +744,6 @@ func (f *FS) Rename(ctx context.Context, oldp, newp string) error {
 		delete(sp.subdirs, sname)
 		moved.parent, moved.name = dp, dname
 		dp.subdirs[dname] = moved
-	}
-	if n := sp.files[sname]; n != nil {
-		delete(sp.files, sname)
-		n.parent, n.name = dp, dname
-		dp.files[dname] = n
 	}
 	return nil
 }
@@ -773,7 +832,7 @@ func (f *FS) Caps(ctx context.Context, p string) (c, readCap caps.Cap, err error
 	c = in.Cap
 	if in.Type == TypeFile {
 		if n := f.liveNode(ctx, p); n != nil {
-			if err := f.saveNode(ctx, n); err != nil {
+			if err := f.saveNode(ctx, n, true); err != nil {
 				return nil, nil, pathErr("caps", p, err)
 			}
 			f.mu.Lock()
@@ -814,24 +873,9 @@ func (f *FS) Statfs(ctx context.Context) (StatFS, error) {
 
 // Sync saves every file with unsaved writes and writes every changed
 // directory. When it returns nil, everything changed before the call is
-// durable on the grid.
+// durable on the grid (and the journal holds nothing it covered).
 func (f *FS) Sync(ctx context.Context) error {
-	f.mu.Lock()
-	nodes := make([]*fileNode, 0, len(f.openNodes))
-	for n := range f.openNodes {
-		nodes = append(nodes, n)
-	}
-	f.mu.Unlock()
-	var errs []error
-	for _, n := range nodes {
-		if err := f.saveNode(ctx, n); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if err := f.flushDirs(ctx); err != nil {
-		errs = append(errs, err)
-	}
-	return errors.Join(errs...)
+	return f.uploadBatch(ctx, true)
 }
 
 // flushDirs writes every directory with pending edits.
@@ -869,36 +913,11 @@ func (f *FS) flushDir(ctx context.Context, d *dir) error {
 		changes = append(changes, Change{Name: name, New: ed.new, Prev: ed.prev})
 	}
 	sort.Slice(changes, func(i, j int) bool { return changes[i].Name < changes[j].Name })
-	var err error
-	for attempt := 0; attempt < 8; attempt++ {
-		err = f.g.ModifyDir(ctx, d.cap, changes)
-		var ce *ConflictError
-		if err == nil || !errors.As(err, &ce) {
-			break
-		}
-		// Someone else changed this name first. Keep both: a delete of
-		// ours yields to their entry; an entry of ours moves aside.
-		i := slices.IndexFunc(changes, func(c Change) bool { return c.Name == ce.Name })
-		if i < 0 {
-			break
-		}
-		c := changes[i]
-		changes = slices.Delete(changes, i, i+1)
-		if c.New != nil {
-			aside := fmt.Sprintf("%s.conflict-%d", c.Name, f.opts.Now().UnixNano())
-			changes = append(changes, Change{Name: aside, New: c.New})
-			f.log.Warn("Directory entry changed by another writer; kept ours under another name",
-				"dir", f.dirPath(d), "name", c.Name, "keptAs", aside)
-		} else {
-			f.log.Warn("Directory entry changed by another writer; not deleted", "dir", f.dirPath(d), "name", c.Name)
-		}
+	conflicted, err := f.modifyResolving(ctx, d.cap, f.dirPath(d), changes)
+	if conflicted {
 		f.mu.Lock()
 		d.loadedAt = time.Time{} // re-read to show the other writer's entry
 		f.mu.Unlock()
-		if len(changes) == 0 {
-			err = nil
-			break
-		}
 	}
 	if err != nil {
 		f.mu.Lock()
@@ -920,10 +939,71 @@ func (f *FS) flushDir(ctx context.Context, d *dir) error {
 	return nil
 }
 
+// modifyResolving applies changes to the directory dc (path names it in
+// logs) with one ModifyDir, resolving conflicts with other writers: a
+// delete of ours yields to their entry; an entry of ours moves aside as
+// "<name>.conflict-<unix nanoseconds>". conflicted reports whether that
+// happened.
+func (f *FS) modifyResolving(ctx context.Context, dc caps.Cap, path string, changes []Change) (conflicted bool, err error) {
+	for attempt := 0; attempt < 8; attempt++ {
+		err = f.g.ModifyDir(ctx, dc, changes)
+		var ce *ConflictError
+		if err == nil || !errors.As(err, &ce) {
+			break
+		}
+		i := slices.IndexFunc(changes, func(c Change) bool { return c.Name == ce.Name })
+		if i < 0 {
+			break
+		}
+		conflicted = true
+		c := changes[i]
+		changes = slices.Delete(changes, i, i+1)
+		if c.New != nil {
+			aside := fmt.Sprintf("%s.conflict-%d", c.Name, f.opts.Now().UnixNano())
+			changes = append(changes, Change{Name: aside, New: c.New})
+			f.log.Warn("Directory entry changed by another writer; kept ours under another name",
+				"dir", path, "name", c.Name, "keptAs", aside)
+		} else {
+			f.log.Warn("Directory entry changed by another writer; not deleted", "dir", path, "name", c.Name)
+		}
+		if len(changes) == 0 {
+			err = nil
+			break
+		}
+	}
+	return conflicted, err
+}
+
 // Close saves everything (as Sync) and releases the cache. The tree is
 // unusable afterwards; the error says whether anything failed to save.
 func (f *FS) Close(ctx context.Context) error {
 	err := f.Sync(ctx)
+	return f.finish(err)
+}
+
+// CloseNoWait closes the tree without uploading: what is not yet on the
+// grid stays in the journal (synced to disk) and is uploaded by the next
+// tree opened on it. Without a journal it is Close.
+func (f *FS) CloseNoWait(ctx context.Context) error {
+	if f.jr == nil {
+		return f.Close(ctx)
+	}
+	// Files still open or closed since the last batch go to the journal.
+	f.mu.Lock()
+	nodes := make([]*fileNode, 0, len(f.openNodes))
+	for n := range f.openNodes {
+		nodes = append(nodes, n)
+	}
+	f.mu.Unlock()
+	var errs []error
+	for _, n := range nodes {
+		errs = append(errs, f.saveNode(ctx, n, false))
+	}
+	errs = append(errs, f.jr.Sync())
+	return f.finish(errors.Join(errs...))
+}
+
+func (f *FS) finish(err error) error {
 	f.mu.Lock()
 	f.closed = true
 	if f.timer != nil {
@@ -932,6 +1012,11 @@ func (f *FS) Close(ctx context.Context) error {
 	}
 	f.mu.Unlock()
 	f.files.closeAll()
+	if f.jr != nil {
+		if cerr := f.jr.Close(); err == nil {
+			err = cerr
+		}
+	}
 	if err == nil && f.ownCache {
 		os.RemoveAll(f.cacheDir)
 	}

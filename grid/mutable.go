@@ -363,6 +363,8 @@ type slotState struct {
 	servers  int              // servers that answered
 	failed   int              // servers whose read failed (not counting those an early read left waiting)
 	corrupt  int              // shares that failed verification
+	newer    int              // of those, shares in a format newer than this client reads
+	newerSrv int              // servers that sent at least one such share
 }
 
 // versionShares gathers the verified shares of one version.
@@ -402,6 +404,7 @@ func (c *Client) mapSlot(ctx context.Context, vc caps.MutableVerifyCap, early bo
 		srv     int
 		shares  []*caps.MutableShare
 		corrupt int
+		newer   int
 		err     error
 	}
 	answers := make(chan answer, len(c.servers))
@@ -418,6 +421,9 @@ func (c *Client) mapSlot(ctx context.Context, vc caps.MutableVerifyCap, early bo
 				}
 				if err != nil {
 					a.corrupt++
+					if errors.Is(err, caps.ErrNewerFormat) {
+						a.newer++
+					}
 					c.log.Debug("Mutable share rejected", "si", vc.SI, "server", s.ID().String(), "shnum", raw.Shnum, "err", err)
 					continue
 				}
@@ -447,6 +453,10 @@ collect:
 		}
 		st.servers++
 		st.corrupt += a.corrupt
+		st.newer += a.newer
+		if a.newer > 0 {
+			st.newerSrv++
+		}
 		for _, sh := range a.shares {
 			st.maxSeq = max(st.maxSeq, sh.Seq)
 			v := Version{Seq: sh.Seq, Root: sh.Root}
@@ -511,6 +521,14 @@ func (c *Client) retrieve(ctx context.Context, rc caps.MutableReadCap, early boo
 	if err := ctx.Err(); err != nil {
 		return nil, Version{}, st, fmt.Errorf("retrieve %v: %w", si, err)
 	}
+	// A newer Sphere's version reached at least happy servers, so on k or
+	// more servers it is what this client must not hide behind an older
+	// version it can read. Fewer are treated as corrupt shares, so that
+	// one hostile server cannot make a file unreadable this way.
+	if st.newerSrv >= c.params.K {
+		return nil, Version{}, st, fmt.Errorf("retrieve %v: %d servers hold shares %w (%w of a version it reads)",
+			si, st.newerSrv, caps.ErrNewerFormat, ErrNotEnoughShares)
+	}
 	var lastErr error
 	for _, vs := range st.versions {
 		k := 0
@@ -550,6 +568,9 @@ func (c *Client) retrieve(ctx context.Context, rc caps.MutableReadCap, early boo
 		si, len(st.versions), best, st.corrupt, st.servers, len(c.servers), ErrNotEnoughShares)
 	if lastErr != nil {
 		err = fmt.Errorf("%w (last decode error: %v)", err, lastErr)
+	}
+	if st.newer > 0 {
+		err = fmt.Errorf("%w; %d shares were %w", err, st.newer, caps.ErrNewerFormat)
 	}
 	return nil, Version{}, st, err
 }

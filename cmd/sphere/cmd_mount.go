@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -22,7 +23,7 @@ import (
 )
 
 func newMountCmd(g *globals) *cobra.Command {
-	var debug bool
+	var debug, noWait bool
 	cmd := &cobra.Command{
 		Use:   "mount [CAP] DIR",
 		Short: "Show your drive (or a directory cap) as a folder",
@@ -31,21 +32,27 @@ cap names. A read cap (dir-ro) gives a read-only folder: writes fail with
 "Read-only file system". It runs until Ctrl-C, SIGTERM or 'sphere unmount DIR',
 then saves everything still pending before it exits.
 
-Files are saved when closed (close reports a failed upload) and directories
-about a second later, or at once on fsync. Extended attributes user.sphere.cap
+Files and directory changes are saved on this machine when closed (in the
+write-back journal in the home, so a crash loses nothing that was closed, and
+fsync makes it survive a power cut too) and uploaded to the grid in batches
+about a second later. 'sphere status' shows what is not yet on the grid,
+'sphere sync' waits until it is. On unmount the mount waits for the upload,
+showing progress, unless --no-wait (or 'sphere unmount --no-wait'): then it
+is uploaded by the next mount or 'sphere sync'. Extended attributes user.sphere.cap
 and user.sphere.readcap on every file and directory hold their caps
 (getfattr -n user.sphere.readcap DIR/photos). A read-only mount sees the
 owner's saved changes within about 2 s.`,
 		Args: rangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runMount(cmd.Context(), g, args, debug)
+			return runMount(cmd.Context(), g, args, debug, noWait)
 		},
 	}
 	cmd.Flags().BoolVar(&debug, "debug", false, "log every FUSE request")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "on unmount, leave what is not yet on the grid in the journal instead of waiting for the upload")
 	return cmd
 }
 
-func runMount(ctx context.Context, g *globals, args []string, debug bool) error {
+func runMount(ctx context.Context, g *globals, args []string, debug, noWait bool) error {
 	dir := args[len(args)-1]
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -85,7 +92,11 @@ func runMount(ctx context.Context, g *globals, args []string, debug bool) error 
 	} else if !gr.IsDir(root) {
 		return fmt.Errorf("mount: a %s cap: %w: want a directory cap", root.Kind(), errBadCap)
 	}
-	tree, err := fs.New(ctx, gr, root, fs.Options{CacheDir: h.Path("cache")})
+	opts := fs.Options{CacheDir: h.Path("cache")}
+	if gr.Writable(root) {
+		opts.JournalDir = journalDir(h, root)
+	}
+	tree, err := fs.New(ctx, gr, root, opts)
 	if err != nil {
 		return fmt.Errorf("mount: %w", err)
 	}
@@ -99,6 +110,13 @@ func runMount(ctx context.Context, g *globals, args []string, debug bool) error 
 		tree.Close(context.WithoutCancel(ctx))
 		return fmt.Errorf("mount: %w", err)
 	}
+	// SIGUSR1 (sphere sync): upload everything now. SIGUSR2 (sphere
+	// unmount --no-wait): do not wait for the upload at unmount. Caught
+	// for as long as the pid file names this process (defers run in
+	// reverse: the pid file goes first).
+	usr := make(chan os.Signal, 4)
+	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(usr)
 	pidFile := mountPidFile(h, abs)
 	if err := os.MkdirAll(filepath.Dir(pidFile), 0o700); err == nil {
 		os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600)
@@ -112,22 +130,63 @@ func runMount(ctx context.Context, g *globals, args []string, debug bool) error 
 
 	served := make(chan struct{})
 	go func() { srv.Wait(); close(served) }()
-	select {
-	case <-served: // unmounted from outside (sphere unmount, fusermount -u)
-	case <-signalled.Done():
-		unmountServer(srv.Unmount, abs)
+wait:
+	for {
 		select {
-		case <-served:
-		case <-time.After(10 * time.Second):
-			slog.Warn("FUSE server still running after unmount; saving anyway")
+		case <-served: // unmounted from outside (sphere unmount, fusermount -u)
+			break wait
+		case s := <-usr:
+			if s == syscall.SIGUSR2 {
+				noWait = true
+				continue
+			}
+			go func() {
+				sctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+				defer cancel()
+				if err := tree.Sync(sctx); err != nil {
+					slog.Warn("Sync requested by sphere sync failed; will retry", "err", err)
+				}
+			}()
+		case <-signalled.Done():
+			unmountServer(srv.Unmount, abs)
+			select {
+			case <-served:
+			case <-time.After(10 * time.Second):
+				slog.Warn("FUSE server still running after unmount; saving anyway")
+			}
+			break wait
 		}
 	}
-	// Save everything still pending. Bounded, but generous: a big file
-	// may still be uploading.
+	// Drain a late SIGUSR2 sent just before the unmount.
+	for len(usr) > 0 {
+		if <-usr == syscall.SIGUSR2 {
+			noWait = true
+		}
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if err := tree.Close(sctx); err != nil {
-		return fmt.Errorf("unmount %s: not everything was saved: %w", abs, err)
+	if noWait {
+		if err := tree.CloseNoWait(sctx); err != nil {
+			return fmt.Errorf("unmount %s: %w", abs, err)
+		}
+		if s := pendingLine(h); s != "" {
+			fmt.Fprintf(g.stderr, "sphere: %s; uploaded by the next mount or 'sphere sync'\n", s)
+		}
+		return nil
+	}
+	// Upload everything still pending, with progress. Bounded, but
+	// generous: a big file may still be uploading.
+	done := make(chan struct{})
+	go progress(g.stderr, 2*time.Second, done, func() string {
+		if r, b := tree.Pending(); r > 0 || b > 0 {
+			return fmt.Sprintf("uploading before exit: %d changes, %s of files not yet on the grid", r, humanBytes(b))
+		}
+		return ""
+	})
+	err = tree.Close(sctx)
+	close(done)
+	if err != nil {
+		return fmt.Errorf("unmount %s: not everything reached the grid (kept in the journal for the next mount or 'sphere sync'): %w", abs, err)
 	}
 	return nil
 }

@@ -26,6 +26,9 @@ for it.`,
 				return err
 			}
 			c, err := node.DialControl(cmd.Context(), h.ControlFile())
+			if s := pendingLine(h); s != "" && !g.json { // the write-back journal of mounts (cmd_sync.go)
+				fmt.Fprintf(g.stdout, "Pending: %s (run `sphere sync`)\n", s)
+			}
 			if errors.Is(err, node.ErrNotRunning) {
 				return fmt.Errorf("no node is running for %s (start one with `sphere up` or `sphere node`)", h.Dir)
 			}

@@ -16,27 +16,47 @@ import (
 
 func newUnmountCmd(g *globals) *cobra.Command {
 	var wait time.Duration
+	var noWait bool
 	cmd := &cobra.Command{
 		Use:   "unmount DIR",
 		Short: "Unmount a folder shown by 'sphere mount'",
 		Long: `unmount detaches DIR and, when the mount process belongs to this home, waits
-(up to --wait) until it has saved everything pending and exited.`,
+(up to --wait) until it has uploaded everything pending to the grid and exited,
+showing progress. With --no-wait the mount process exits at once and leaves
+what is not yet on the grid in the home's journal, for the next mount or
+'sphere sync'.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			abs, err := filepath.Abs(args[0])
 			if err != nil {
 				return usageError{err}
 			}
+			h, herr := openHome()
+			if herr == nil && noWait {
+				signalMount(mountPidFile(h, abs), syscall.SIGUSR2)
+			}
 			if err := unmountDir(abs); err != nil {
 				return err
 			}
-			if h, err := openHome(); err == nil {
+			if herr == nil {
+				done := make(chan struct{})
+				go progress(g.stderr, 2*time.Second, done, func() string {
+					if s := pendingLine(h); s != "" {
+						return "waiting for the upload: " + s
+					}
+					return ""
+				})
 				waitMountExit(mountPidFile(h, abs), wait)
+				close(done)
+				if s := pendingLine(h); s != "" {
+					fmt.Fprintf(g.stderr, "sphere: %s; run 'sphere sync' to upload it\n", s)
+				}
 			}
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&wait, "wait", 2*time.Minute, "how long to wait for the mount process to save and exit")
+	cmd.Flags().DurationVar(&wait, "wait", 10*time.Minute, "how long to wait for the mount process to upload and exit")
+	cmd.Flags().BoolVar(&noWait, "no-wait", false, "do not wait for the upload; leave it in the journal for the next mount or 'sphere sync'")
 	return cmd
 }
 
@@ -66,6 +86,17 @@ func unmountDir(dir string) error {
 		msgs = append(msgs, fmt.Sprintf("%s: %v %s", prog, ferr, strings.TrimSpace(string(out))))
 	}
 	return fmt.Errorf("unmount %s: %v; %s", dir, err, strings.Join(msgs, "; "))
+}
+
+// signalMount sends sig to the mount process named in pidFile, if any.
+func signalMount(pidFile string, sig syscall.Signal) {
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return
+	}
+	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 {
+		syscall.Kill(pid, sig)
+	}
 }
 
 // waitMountExit waits, bounded, for the mount process named in pidFile to

@@ -76,6 +76,7 @@ unhealthy, 5 integrity failure, 6 no home (run 'sphere init').`,
 		// the tree (fs) verbs
 		newMountCmd(g), newUnmountCmd(g), newShareCmd(g), newLsCmd(g), newMkdirCmd(g),
 		newCpCmd(g), newRmCmd(g), newMvCmd(g),
+		newSyncCmd(g),
 		// the node verbs
 		newNodeCmd(g), newUpCmd(g), newInviteCmd(g), newJoinCmd(g), newStatusCmd(g), newRenewCmd(g),
 		newMembersCmd(g), newStoreCmd(g),

@@ -40,6 +40,9 @@ func ParseCap(s string) (Cap, error) {
 	return Cap{}, fmt.Errorf("fake cap: unknown kind %q", parts[1])
 }
 
+// ParseCap parses a fake cap string (fs.CapParser, for journal replays).
+func (g *Grid) ParseCap(s string) (caps.Cap, error) { return ParseCap(s) }
+
 // ErrInjected is returned by operations failed on purpose.
 var ErrInjected = errors.New("fstest: injected failure")
 

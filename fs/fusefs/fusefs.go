@@ -438,8 +438,9 @@ func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	return uint32(copy(dest, v)), 0
 }
 
-// Fsync without a handle (a directory, or fsync on an O_PATH fd) writes
-// everything pending in the tree.
+// Fsync without a handle (a directory, or fsync on an O_PATH fd) makes
+// everything pending in the tree durable: on this machine's disk when the
+// tree has a write-back journal, else on the grid.
 func (n *Node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) syscall.Errno {
 	if h, ok := f.(*handle); ok {
 		return h.Fsync(ctx, flags)
@@ -449,7 +450,7 @@ func (n *Node) Fsync(ctx context.Context, f gofs.FileHandle, flags uint32) sysca
 	}
 	ctx, cancel := saveCtx(ctx)
 	defer cancel()
-	return n.errno("fsync", n.t.Sync(ctx))
+	return n.errno("fsync", n.t.SyncLocal(ctx))
 }
 
 // Setxattr refuses: only the two sharing attributes exist, and they are

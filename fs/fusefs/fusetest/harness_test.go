@@ -59,7 +59,9 @@ type backend interface {
 }
 
 // mountOpts are per-mount knobs.
-type mountOpts struct{}
+type mountOpts struct {
+	journal string // write-back journal directory (Sphere backend); "" for none
+}
 
 // world is one grid and the owner's tree on it, shared by every mount a test
 // makes (so a remount sees what an earlier mount stored).
@@ -96,7 +98,13 @@ type mnt struct {
 // it in t.Cleanup.
 func (w *world) mount(t testing.TB, capStr string) *mnt {
 	t.Helper()
-	m := &mnt{w: w, dir: t.TempDir(), capStr: capStr}
+	return w.mountWith(t, capStr, mountOpts{})
+}
+
+// mountWith is mount with knobs.
+func (w *world) mountWith(t testing.TB, capStr string, opts mountOpts) *mnt {
+	t.Helper()
+	m := &mnt{w: w, dir: t.TempDir(), capStr: capStr, opts: opts}
 	m.up(t)
 	t.Cleanup(func() {
 		if err := m.down(); err != nil {

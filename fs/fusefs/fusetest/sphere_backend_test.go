@@ -52,13 +52,13 @@ func (b *sphereBackend) capOf(capStr string) (caps.Cap, error) {
 	return b.parse(capStr)
 }
 
-func (b *sphereBackend) mount(t testing.TB, dir, capStr string, _ mountOpts) (func() error, error) {
+func (b *sphereBackend) mount(t testing.TB, dir, capStr string, opts mountOpts) (func() error, error) {
 	c, err := b.capOf(capStr)
 	if err != nil {
 		return nil, err
 	}
 	ctx := context.Background()
-	tree, err := fs.New(ctx, b.g, c, fs.Options{CacheDir: t.TempDir()})
+	tree, err := fs.New(ctx, b.g, c, fs.Options{CacheDir: t.TempDir(), JournalDir: opts.journal})
 	if err != nil {
 		return nil, err
 	}

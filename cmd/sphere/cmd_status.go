@@ -57,6 +57,9 @@ for it.`,
 			fmt.Fprintln(g.stdout)
 			fmt.Fprintf(g.stdout, "Storage: %d shares, %s used of %s\n", st.Shares, humanBytes(st.Used), quota)
 			fmt.Fprintf(g.stdout, "Leases:  %s shares expire within 7 days (run `sphere renew`)\n", exp)
+			m := st.Memory
+			fmt.Fprintf(g.stdout, "Memory:  heap %s; peers' requests hold %s of %s (%d refused busy, %d cut off)\n",
+				humanBytes(int64(m.HeapInuse)), humanBytes(m.Buffered), humanBytes(m.Budget), m.Refused, m.CutOff)
 			return nil
 		},
 	}

@@ -87,6 +87,9 @@ for it.`,
 				fmt.Fprintln(g.stdout, "WARNING: all shares are on this machine's disk: losing it loses the drive. Invite other")
 				fmt.Fprintln(g.stdout, "         machines (`sphere invite`) and keep a recovery code (`sphere recovery`) off this machine.")
 			}
+			m := st.Memory
+			fmt.Fprintf(g.stdout, "Memory:  heap %s; peers' requests hold %s of %s (%d refused busy, %d cut off)\n",
+				humanBytes(int64(m.HeapInuse)), humanBytes(m.Buffered), humanBytes(m.Budget), m.Refused, m.CutOff)
 			return nil
 		},
 	}

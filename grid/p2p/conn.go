@@ -85,10 +85,27 @@ func (d deadliner) next(k int) time.Time {
 	return t
 }
 
-// readFull reads len(b) bytes from s, renewing the read deadline per read
-// (so a trickle is measured against the floor byte by byte). Like
+// readFull reads len(b) bytes from s. Under a rate floor it renews the
+// read deadline per read (so a trickle is measured byte by byte). Like
 // io.ReadFull it returns io.EOF only if no byte was read.
 func readFull(s network.Stream, b []byte, dl deadliner) error {
+	if dl.floor == nil { // no trickle to measure: one deadline per MiB
+		for got := 0; got < len(b); {
+			n := min(len(b)-got, 1<<20)
+			if err := s.SetReadDeadline(dl.next(n)); err != nil {
+				return err
+			}
+			k, err := io.ReadFull(s, b[got:got+n])
+			if err != nil {
+				if err == io.EOF && got > 0 {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			got += k
+		}
+		return nil
+	}
 	got := 0
 	for got < len(b) {
 		if err := s.SetReadDeadline(dl.next(1)); err != nil {

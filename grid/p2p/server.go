@@ -79,6 +79,21 @@ func (sv *Service) Stats() Stats {
 	}
 }
 
+// reqLog logs for one request, naming its peer and source; it costs
+// nothing unless debug logging is on.
+type reqLog struct {
+	base *slog.Logger
+	p    peer.ID
+	src  string
+}
+
+func (l reqLog) Debug(msg string, args ...any) {
+	if !l.base.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	l.base.Debug(msg, append([]any{slog.String("peer", shortPeer(l.p)), slog.String("source", l.src)}, args...)...)
+}
+
 // reservation is memory one request holds in its peer's, its source's and
 // the service's budgets.
 type reservation struct {
@@ -95,9 +110,22 @@ func (r *reservation) grow(ctx context.Context, k int64) error {
 	if k <= 0 {
 		return nil
 	}
+	sems := [...]*semaphore.Weighted{r.ps.buffered, r.src.buffered, r.sv.buffered}
+	for i, sem := range sems { // the usual case: room everywhere, no timer
+		if !sem.TryAcquire(k) {
+			for _, s := range sems[:i] {
+				s.Release(k)
+			}
+			break
+		}
+		if i == len(sems)-1 {
+			r.n += k
+			r.sv.held.Add(k)
+			return nil
+		}
+	}
 	wctx, cancel := context.WithTimeout(ctx, r.sv.opts.IdleTimeout/4)
 	defer cancel()
-	sems := [...]*semaphore.Weighted{r.ps.buffered, r.src.buffered, r.sv.buffered}
 	for i, sem := range sems {
 		if err := sem.Acquire(wctx, k); err != nil {
 			for _, s := range sems[:i] {
@@ -271,7 +299,7 @@ func (sv *Service) handle(s network.Stream, v uint8) {
 	if sv.opts.MinRate > 0 {
 		dl.floor = &rateFloor{start: time.Now(), grace: sv.opts.RateGrace, rate: float64(sv.opts.MinRate)}
 	}
-	log := sv.log.With(slog.String("peer", shortPeer(p)), slog.String("source", src))
+	log := reqLog{base: sv.log, p: p, src: src}
 
 	// Requests beyond a limit wait at most IdleTimeout for a slot, and at
 	// most as many wait as are served; the rest are refused. The source
@@ -312,7 +340,7 @@ func (sv *Service) handle(s network.Stream, v uint8) {
 }
 
 // refuse answers with an error without reading the request, and closes.
-func (sv *Service) refuse(s network.Stream, v uint8, dl deadliner, log *slog.Logger, err error) {
+func (sv *Service) refuse(s network.Stream, v uint8, dl deadliner, log reqLog, err error) {
 	log.Debug("Request refused", slog.Any("err", err))
 	sv.refused.Add(1)
 	if werr := sv.respondErr(s, v, dl, 0, err); werr != nil {
@@ -352,7 +380,7 @@ func (sv *Service) respond(s network.Stream, v uint8, dl deadliner, m wire.Metho
 // serve reads one request, runs it on the store and writes the response.
 // A non-nil error means the stream is unusable and must be reset; store
 // errors are sent to the peer and are not returned.
-func (sv *Service) serve(ctx context.Context, s network.Stream, v uint8, res *reservation, dl deadliner, log *slog.Logger) error {
+func (sv *Service) serve(ctx context.Context, s network.Stream, v uint8, res *reservation, dl deadliner, log reqLog) error {
 	var h [wire.RequestHeaderSize]byte
 	if err := readFull(s, h[:], dl); err != nil {
 		return fmt.Errorf("read request header: %w", err)
@@ -493,7 +521,7 @@ func (sv *Service) shareEnd(ctx context.Context, req *wire.Request) (int64, erro
 // MaxSlotReads in all at a time, and their result is counted in the budget
 // as soon as it is known: memory not yet counted is at most MaxSlotReads
 // slots.
-func (sv *Service) readSlot(ctx context.Context, s network.Stream, v uint8, res *reservation, dl deadliner, req *wire.Request, log *slog.Logger) error {
+func (sv *Service) readSlot(ctx context.Context, s network.Stream, v uint8, res *reservation, dl deadliner, req *wire.Request, log reqLog) error {
 	m := wire.MethodReadSlot
 	wctx, cancel := context.WithTimeout(ctx, sv.opts.IdleTimeout/4)
 	err := res.src.slotReads.Acquire(wctx, 1)

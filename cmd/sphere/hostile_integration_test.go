@@ -112,12 +112,12 @@ func newHostileGrid(t *testing.T) *hostileGrid {
 	}
 	g.procs["victim"] = c.start("victim", "node")
 	c.waitReady("victim", g.procs["victim"])
-	out, err := c.run("victim", "invite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	code := lastLine(out)
 	for _, n := range names[1:] {
+		out, err := c.run("victim", "invite") // invites are single-use: one per joiner
+		if err != nil {
+			t.Fatal(err)
+		}
+		code := lastLine(out)
 		if _, err := c.run(n, "join", code); err != nil {
 			t.Fatal(err)
 		}

@@ -34,7 +34,11 @@ control API. Only peers holding the grid key can connect.`,
 				return err
 			}
 			cfg.StorageDir = h.StorageDir()
-			return runNode(cmd.Context(), cfg, nil)
+			return runNode(cmd.Context(), cfg, func(nd *node.Node) {
+				if _, err := startGateway(cmd.Context(), g, h, nd); err != nil {
+					cfg.Logger.Warn("No web gateway", "err", err)
+				}
+			})
 		},
 	}
 }

@@ -46,6 +46,9 @@ running until Ctrl-C. While it runs, put, get and the other verbs use it.`,
 				cfg.LocalServers = append(cfg.LocalServers, node.LocalServer{Dir: h.ServerDir(i), Identity: priv, Quota: h.Config.Node.Quota})
 			}
 			return runNode(cmd.Context(), cfg, func(nd *node.Node) {
+				if _, err := startGateway(cmd.Context(), g, h, nd); err != nil {
+					log.Warn("No web gateway", "err", err)
+				}
 				ready := time.Since(start)
 				log.Info("Up", "ready", ready.Round(time.Millisecond), "localServers", n)
 				if created {

@@ -165,11 +165,11 @@ type entryView struct {
 
 type pageData struct {
 	Title, Token, CapParam, Path, Up string
-	Crumbs                          []crumb
-	Entries                         []entryView
-	Writable                        bool
-	SiteID, SiteURL, Address, Port  string
-	Err                             string
+	Crumbs                           []crumb
+	Entries                          []entryView
+	Writable                         bool
+	SiteID, SiteURL, Address, Port   string
+	Err                              string
 }
 
 type crumb struct{ Name, Href string }

@@ -91,11 +91,6 @@ func (s *statusWriter) Write(p []byte) (int, error) {
 
 // serveApp serves a request to http://<id>.localhost:PORT/.
 func (g *Gateway) serveApp(w http.ResponseWriter, r *http.Request, id string) {
-	sw := &statusWriter{ResponseWriter: w}
-	w = sw
-	if g.OnApp != nil {
-		defer func() { g.OnApp(r, sw.status) }()
-	}
 	h := w.Header()
 	h.Set("Content-Security-Policy", g.appCSP())
 	h.Set("X-Content-Type-Options", "nosniff")

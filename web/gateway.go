@@ -59,8 +59,8 @@ type Gateway struct {
 	launchM sync.Mutex
 	launch  map[string]launchToken
 
-	// OnApp, if set, is called after each response of an app host (tests).
-	OnApp func(r *http.Request, status int)
+	// OnRequest, if set, is called after each response (tests).
+	OnRequest func(r *http.Request, status int)
 }
 
 type launchToken struct {
@@ -260,6 +260,11 @@ func httpStatus(err error) int {
 func (g *Gateway) Handler() http.Handler {
 	own := g.ownHandler()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.OnRequest != nil {
+			sw := &statusWriter{ResponseWriter: w}
+			w = sw
+			defer func() { g.OnRequest(r, sw.status) }()
+		}
 		host, port, err := net.SplitHostPort(r.Host)
 		if err != nil {
 			host, port = r.Host, ""

@@ -199,3 +199,12 @@ func (e *testEnv) raw(method, host, path string, hdr map[string]string, body str
 }
 
 func sleepBrief() { time.Sleep(100 * time.Millisecond) }
+
+// treeList lists a folder of the user's drive through the API.
+func (e *testEnv) treeList(p string) (string, error) {
+	resp, body := e.raw("GET", e.ownHost(), "/api/ls?cap=home&path="+p, map[string]string{"Authorization": "Bearer " + e.token()}, "")
+	if resp.StatusCode != 200 {
+		return body, fmt.Errorf("ls %s: %d %s", p, resp.StatusCode, body)
+	}
+	return body, nil
+}

@@ -108,7 +108,7 @@ const tryAll = async fns => { for (const [name, fn] of fns) { try { const r = aw
   const o = document.createElement("object"); o.data = "` + other + `"; document.body.append(o);
   setTimeout(() => sphere.status("RESULT blocked"), 1500);
 });`,
-		"navother.js": `sphere.ready.then(async () => { await sphere.status("RESULT navigating"); location.href = "` + other + `"; });`,
+		"navother.js":   `sphere.ready.then(async () => { await sphere.status("RESULT navigating"); location.href = "` + other + `"; });`,
 		"navgateway.js": `sphere.ready.then(async () => { await sphere.status("RESULT navigating"); location.href = "` + gw + `"; });`,
 		"topnav.js": report + `sphere.ready.then(() => {
   try { top.location.href = "` + gw + `?escaped"; } catch (e) {}

@@ -4,71 +4,23 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/sphere-grid/sphere/web/webtest"
 )
 
-// chromiumPath finds Chromium; without it the browser tests skip, or fail
-// when SPHERE_REQUIRE_BROWSER=1 or SPHERE_REQUIRE_FUSE=1 (CI) is set.
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("SPHERE_REQUIRE_BROWSER") == "1" || os.Getenv("SPHERE_REQUIRE_FUSE") == "1" {
-		t.Fatal("Chromium is required (SPHERE_REQUIRE_BROWSER/SPHERE_REQUIRE_FUSE set) but not installed: apt-get install chromium")
-	}
-	t.Skip("Chromium not installed")
-	return ""
-}
+func newBrowser(t *testing.T) context.Context { return webtest.NewBrowser(t) }
 
-// NewBrowser starts headless Chromium with a fresh profile and no network
-// beyond loopback; the context ends with the test.
-func newBrowser(t *testing.T) context.Context {
-	t.Helper()
-	path := chromiumPath(t)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(path), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck, chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1200, 800),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelC := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelC(); cancelA() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
-
-// waitText polls a JS expression (a string) until it satisfies ok, for up
-// to 15 s; it returns the last value.
 func waitText(t *testing.T, ctx context.Context, expr string, ok func(string) bool) string {
-	t.Helper()
-	var s string
-	var err error
-	for range 150 {
-		if s, err = chromedp.Run(ctx, chromedp.Evaluate[string](expr)); err != nil {
-			t.Fatalf("evaluate %s: %v", expr, err)
-		}
-		if ok(s) {
-			return s
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return s
+	return webtest.WaitText(t, ctx, expr, ok)
 }
 
-const statusExpr = `document.getElementById("app-status") ? document.getElementById("app-status").textContent : ""`
+const statusExpr = webtest.ShellStatus
 
 // attackJS are the escape attempts: each reports through the app API
 // ("RESULT blocked" or "RESULT ESCAPED: ..."), or is judged from the

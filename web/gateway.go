@@ -31,9 +31,9 @@ type Config struct {
 	// Client returns the grid client to use (called per request; the
 	// gateway rebuilds its caches when it returns a different one).
 	Client func() (*grid.Client, error)
-	// Root is the user's root directory write cap (nil: no home page tree,
-	// no app data).
-	Root caps.Cap
+	// Root returns the user's root directory write cap (nil func: no home
+	// folder, no app data). It is called until it succeeds once.
+	Root func(ctx context.Context) (caps.Cap, error)
 	// Sites is the registry of known sites.
 	Sites Registry
 	// Status returns what the status page shows (node and grid), as JSON-able.
@@ -56,6 +56,7 @@ type Gateway struct {
 	trees   map[string]*fs.FS
 	ctx     context.Context
 	cancel  context.CancelFunc
+	root    caps.Cap
 	launchM sync.Mutex
 	launch  map[string]launchToken
 
@@ -181,10 +182,21 @@ const maxTrees = 64
 func (g *Gateway) tree(ctx context.Context, capStr string) (*fs.FS, error) {
 	var c caps.Cap
 	if capStr == "home" || capStr == "" {
-		if g.cfg.Root == nil {
-			return nil, fmt.Errorf("%w: this gateway has no home directory", errNotFound)
+		g.mu.Lock()
+		c = g.root
+		g.mu.Unlock()
+		if c == nil {
+			if g.cfg.Root == nil {
+				return nil, fmt.Errorf("%w: this gateway has no home folder", errNotFound)
+			}
+			rc, err := g.cfg.Root(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("%w: home folder: %w", errUnavailable, err)
+			}
+			g.mu.Lock()
+			g.root, c = rc, rc
+			g.mu.Unlock()
 		}
-		c = g.cfg.Root
 	} else {
 		var err error
 		if c, err = caps.Parse(capStr); err != nil {

@@ -58,7 +58,7 @@ func newEnv(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	e := &testEnv{t: t, c: c, reg: Registry{Dir: t.TempDir()}, root: root}
-	e.gw, err = New(Config{Client: func() (*grid.Client, error) { return c, nil }, Root: root, Sites: e.reg, Logger: quietLogger(),
+	e.gw, err = New(Config{Client: func() (*grid.Client, error) { return c, nil }, Root: func(context.Context) (caps.Cap, error) { return root, nil }, Sites: e.reg, Logger: quietLogger(),
 		Status: func(context.Context) (any, error) { return map[string]any{"peers": 0}, nil }})
 	if err != nil {
 		t.Fatal(err)

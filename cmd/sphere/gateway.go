@@ -72,13 +72,12 @@ func (nc *nodeClients) get() (*grid.Client, error) {
 func startGateway(ctx context.Context, g *globals, h *home.Home, nd *node.Node) (string, error) {
 	log := slog.Default().With("component", "gateway")
 	nc := &nodeClients{nd: nd}
-	var root caps.Cap
-	if c, err := nc.get(); err == nil {
-		if r, err := userRootCap(ctx, h, fs.FromClient(c)); err == nil {
-			root = r
-		} else {
-			log.Warn("Gateway has no home folder", "err", err)
+	root := func(ctx context.Context) (caps.Cap, error) {
+		c, err := nc.get()
+		if err != nil {
+			return nil, err
 		}
+		return userRootCap(ctx, h, fs.FromClient(c))
 	}
 	gw, err := web.New(web.Config{
 		Client: nc.get, Root: root, Sites: siteRegistry(h), Logger: log,

@@ -220,7 +220,7 @@ func (g *Gateway) apiLaunch(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := ParseSiteID(req.Site)
 	if err == nil {
-		_, err = g.cfg.Sites.Lookup(id)
+		_, err = g.lookupSite(id)
 	}
 	p := "/"
 	if err == nil {

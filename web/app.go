@@ -142,7 +142,7 @@ func (g *Gateway) serveApp(w http.ResponseWriter, r *http.Request, id string) {
 		appErr(http.StatusForbidden, "sphere: "+dest+" requests are not served to apps")
 		return
 	}
-	addr, err := g.cfg.Sites.Lookup(id)
+	addr, err := g.lookupSite(id)
 	if err != nil {
 		appErr(httpStatus(err), "sphere: "+err.Error())
 		return

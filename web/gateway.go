@@ -57,6 +57,7 @@ type Gateway struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	root    caps.Cap
+	known   map[string]caps.MutableReadCap // site id -> address, from the registry
 	launchM sync.Mutex
 	launch  map[string]launchToken
 
@@ -87,7 +88,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Gateway{cfg: cfg, log: cfg.Logger.With("component", "web"), token: tok,
-		trees: map[string]*fs.FS{}, ctx: ctx, cancel: cancel, launch: map[string]launchToken{}}, nil
+		trees: map[string]*fs.FS{}, known: map[string]caps.MutableReadCap{}, ctx: ctx, cancel: cancel, launch: map[string]launchToken{}}, nil
 }
 
 // Listen opens the gateway's listener on addr (e.g. "127.0.0.1:0").
@@ -302,4 +303,29 @@ func (g *Gateway) checkToken(r *http.Request) bool {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	return ok && subtle.ConstantTimeCompare([]byte(tok), []byte(g.token)) == 1
+}
+
+// maxKnownSites bounds the in-memory copy of the registry.
+const maxKnownSites = 10000
+
+// lookupSite returns a site's address; found ones are kept in memory (an
+// id always names the same address), unknown ones are re-read each time.
+func (g *Gateway) lookupSite(id string) (caps.MutableReadCap, error) {
+	g.mu.Lock()
+	addr, ok := g.known[id]
+	g.mu.Unlock()
+	if ok {
+		return addr, nil
+	}
+	addr, err := g.cfg.Sites.Lookup(id)
+	if err != nil {
+		return addr, err
+	}
+	g.mu.Lock()
+	if len(g.known) >= maxKnownSites {
+		clear(g.known)
+	}
+	g.known[id] = addr
+	g.mu.Unlock()
+	return addr, nil
 }

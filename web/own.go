@@ -370,7 +370,7 @@ func (g *Gateway) serveFileCap(w http.ResponseWriter, r *http.Request, c caps.Ca
 func (g *Gateway) pageShell(w http.ResponseWriter, r *http.Request) {
 	id, err := ParseSiteID(r.PathValue("site"))
 	if err == nil {
-		_, err = g.cfg.Sites.Lookup(id)
+		_, err = g.lookupSite(id)
 	}
 	if err != nil {
 		w.WriteHeader(httpStatus(err))
@@ -383,7 +383,7 @@ func (g *Gateway) pageShell(w http.ResponseWriter, r *http.Request) {
 		g.render(w, "error.html", pageData{Title: "Bad path", Err: err.Error()})
 		return
 	}
-	addr, _ := g.cfg.Sites.Lookup(id)
+	addr, _ := g.lookupSite(id)
 	g.render(w, "shell.html", pageData{Title: "Site " + id[:8], SiteID: id, SiteURL: g.SiteURL(id), Path: p, Address: addr.String()})
 }
 

@@ -176,7 +176,7 @@ func (g *Gateway) apiShare(w http.ResponseWriter, r *http.Request) {
 	var rc caps.Cap
 	if err == nil {
 		if p == "" {
-			rc, err = fs.FromClient(g.client).ReadOnly(t.Root())
+			rc, err = readOnly(t.Root())
 		} else {
 			_, rc, err = t.Caps(r.Context(), p)
 		}
@@ -377,7 +377,7 @@ func (g *Gateway) apiRead(w http.ResponseWriter, r *http.Request) {
 		apiReply(w, map[string]any{"data": string(b)})
 		return
 	}
-	ro, err := fs.FromClient(g.client).ReadOnly(c) // apps only ever read
+	ro, err := readOnly(c) // apps only ever read
 	if err != nil {
 		apiError(w, fmt.Errorf("%w: %w", errBadRequest, err))
 		return
@@ -411,4 +411,17 @@ func (g *Gateway) apiRead(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	apiReply(w, map[string]any{"data": string(b)})
+}
+
+// readOnly diminishes a directory or mutable cap to its read cap.
+func readOnly(c caps.Cap) (caps.Cap, error) {
+	switch c.Kind() {
+	case caps.KindDirWrite, caps.KindMutableWrite:
+		rc, ok := caps.MutableReadCapOf(c)
+		if !ok {
+			return nil, fmt.Errorf("%w: read cap of a %s cap", errBadRequest, c.Kind())
+		}
+		return rc, nil
+	}
+	return c, nil
 }

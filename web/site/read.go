@@ -118,6 +118,9 @@ func (r *Reader) load(ctx context.Context, refs *Refs) (*Snapshot, error) {
 			return nil, err
 		}
 		snap.bundles = append(snap.bundles, f)
+		if len(snap.objs)+len(entries) > MaxSiteObjs {
+			return nil, fmt.Errorf("site of over %d objects: %w", MaxSiteObjs, ErrFormat)
+		}
 		for _, e := range entries {
 			if _, ok := snap.objs[e.ID]; !ok {
 				snap.objs[e.ID] = objLoc{Loc: e.Loc, bundle: i}

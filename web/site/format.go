@@ -24,9 +24,9 @@ var ErrFormat = errors.New("bad site format")
 const (
 	MaxRefsSize  = 4 << 20  // bytes of a refs file
 	MaxRefs      = 10000    // ref lines
-	MaxPacks     = 10000   // pack lines
-	MaxIndexObjs = 1 << 21 // entries in one index (a 77 MB index file)
-	MaxSiteObjs  = 1 << 22 // objects of one site over all its packs
+	MaxPacks     = 10000    // pack lines
+	MaxIndexObjs = 1 << 21  // entries in one index (a 77 MB index file)
+	MaxSiteObjs  = 1 << 22  // objects of one site over all its packs
 	MaxTreeSize  = 32 << 20 // bytes of one tree or commit object
 	MaxRefName   = 1024
 )

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/sphere-grid/sphere/caps"
 )
 
@@ -105,19 +107,36 @@ func (r *Reader) Snapshot(ctx context.Context, address caps.Cap) (*Snapshot, err
 	return snap, nil
 }
 
-// load opens every pack of refs.
+// load opens every pack of refs: bundles and indexes all at once (each
+// open waits a grace period for slow servers; in a row they add up).
 func (r *Reader) load(ctx context.Context, refs *Refs) (*Snapshot, error) {
 	snap := &Snapshot{r: r, Refs: refs, objs: map[ID]objLoc{}}
+	n := len(refs.Packs)
+	files := make([]File, n)
+	indexes := make([][]byte, n)
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(16)
 	for i, p := range refs.Packs {
-		f, err := r.bundle(ctx, p.Bundle)
+		eg.Go(func() error {
+			f, err := r.bundle(ectx, p.Bundle)
+			files[i] = f
+			return err
+		})
+		eg.Go(func() error {
+			b, err := r.indexBytes(ectx, p.Index)
+			indexes[i] = b
+			return err
+		})
+	}
+	if err := eg.Wait(); err != nil {
+		return nil, err
+	}
+	for i, p := range refs.Packs {
+		entries, err := r.index(ctx, p.Index, indexes[i], uint64(files[i].Size()))
 		if err != nil {
 			return nil, err
 		}
-		entries, err := r.index(ctx, p.Index, uint64(f.Size()))
-		if err != nil {
-			return nil, err
-		}
-		snap.bundles = append(snap.bundles, f)
+		snap.bundles = append(snap.bundles, files[i])
 		if len(snap.objs)+len(entries) > MaxSiteObjs {
 			return nil, fmt.Errorf("site of over %d objects: %w", MaxSiteObjs, ErrFormat)
 		}
@@ -161,13 +180,13 @@ func (r *Reader) bundle(ctx context.Context, c caps.Cap) (File, error) {
 	return f, nil
 }
 
-func (r *Reader) index(ctx context.Context, c caps.Cap, bundleSize uint64) ([]IndexEntry, error) {
-	key := c.String()
+// indexBytes reads an index file unless its parsed form is cached (nil).
+func (r *Reader) indexBytes(ctx context.Context, c caps.Cap) ([]byte, error) {
 	r.mu.Lock()
-	e, ok := r.indexes[key]
+	_, ok := r.indexes[c.String()]
 	r.mu.Unlock()
 	if ok {
-		return e, nil
+		return nil, nil
 	}
 	f, err := r.st.Open(ctx, c)
 	if err != nil {
@@ -181,7 +200,25 @@ func (r *Reader) index(ctx context.Context, c caps.Cap, bundleSize uint64) ([]In
 	if _, err := f.ReadAt(b, 0); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("read index: %w", err)
 	}
-	e, err = ParseIndex(b, bundleSize)
+	return b, nil
+}
+
+// index parses (and caches) an index read by indexBytes.
+func (r *Reader) index(ctx context.Context, c caps.Cap, b []byte, bundleSize uint64) ([]IndexEntry, error) {
+	key := c.String()
+	r.mu.Lock()
+	e, ok := r.indexes[key]
+	r.mu.Unlock()
+	if ok {
+		return e, nil
+	}
+	if b == nil { // evicted since indexBytes looked
+		var err error
+		if b, err = r.indexBytes(ctx, c); err != nil {
+			return nil, err
+		}
+	}
+	e, err := ParseIndex(b, bundleSize)
 	if err != nil {
 		return nil, err
 	}

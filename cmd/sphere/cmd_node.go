@@ -36,7 +36,12 @@ runs per home: a second one is refused.`,
 				return err
 			}
 			cfg.StorageDir = h.StorageDir()
-			return runNode(cmd.Context(), cfg, func(*node.Node) { go renewLoop(cmd.Context(), h, cfg.Logger) })
+			return runNode(cmd.Context(), cfg, func(nd *node.Node) {
+				go renewLoop(cmd.Context(), h, cfg.Logger)
+				if _, err := startGateway(cmd.Context(), g, h, nd); err != nil {
+					cfg.Logger.Warn("No web gateway", "err", err)
+				}
+			})
 		},
 	}
 }

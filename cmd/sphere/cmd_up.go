@@ -47,6 +47,9 @@ running until Ctrl-C. While it runs, put, get and the other verbs use it.`,
 			}
 			return runNode(cmd.Context(), cfg, func(nd *node.Node) {
 				go renewLoop(cmd.Context(), h, log)
+				if _, err := startGateway(cmd.Context(), g, h, nd); err != nil {
+					log.Warn("No web gateway", "err", err)
+				}
 				ready := time.Since(start)
 				log.Info("Up", "ready", ready.Round(time.Millisecond), "localServers", n)
 				if created {

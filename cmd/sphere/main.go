@@ -7,5 +7,8 @@ import (
 )
 
 func main() {
+	if isRemoteHelper(os.Args[0]) {
+		os.Exit(runRemoteHelper(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

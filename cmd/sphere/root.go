@@ -80,8 +80,10 @@ unhealthy, 5 integrity failure, 6 no home (run 'sphere init').`,
 		// the node verbs
 		newNodeCmd(g), newUpCmd(g), newInviteCmd(g), newJoinCmd(g), newStatusCmd(g), newRenewCmd(g),
 		newMembersCmd(g), newStoreCmd(g),
-
+		// recovery
 		newRecoveryCmd(g), newRecoverCmd(g),
+		// the web verbs
+		newPublishCmd(g), newOpenCmd(g), newForkCmd(g),
 	)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()

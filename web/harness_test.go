@@ -2,6 +2,7 @@ package web
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -48,7 +49,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 func newEnv(t *testing.T) *testEnv {
 	t.Helper()
 	c, err := grid.NewClient(grid.ClientConfig{Servers: gridtest.NewMemGrid(10), Params: caps.DefaultParams(),
-		Convergence: make([]byte, 32), Logger: quietLogger()})
+		Convergence: bytes.Repeat([]byte{3}, 32), LeaseSecret: [32]byte{3}, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

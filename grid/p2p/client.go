@@ -168,12 +168,27 @@ func (c *Client) WriteShare(ctx context.Context, si caps.StorageIndex, shnum int
 		if err != nil || resp.Status != wire.StatusContinue {
 			return resp, err // refused (or accepted) without wanting the data
 		}
-		return c.sendShare(s, v, wire.MethodWriteShare, dl, size, r)
+		return c.sendShare(s, v, wire.MethodWriteShare, dl, size, ctxReader{ctx, r})
 	})
 	if err != nil {
 		return fmt.Errorf("write share %d of %v: %w", shnum, si, err)
 	}
 	return nil
+}
+
+// ctxReader fails reads once ctx has ended, so a write whose context ends
+// mid-stream never reaches its commit trailer (the stream's reset on ctx
+// end is asynchronous and may come too late).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // sendShare streams exactly size bytes of r and the commit trailer, while a
@@ -426,7 +441,7 @@ func (c *Client) WriteSlot(ctx context.Context, si caps.StorageIndex, we grid.Wr
 		for i, w := range writes {
 			rs[i] = bytes.NewReader(w.Data)
 		}
-		return c.sendShare(s, v, wire.MethodWriteSlot, dl, size, io.MultiReader(rs...))
+		return c.sendShare(s, v, wire.MethodWriteSlot, dl, size, ctxReader{ctx, io.MultiReader(rs...)})
 	})
 	if err != nil {
 		return fmt.Errorf("write slot %v: %w", si, err)

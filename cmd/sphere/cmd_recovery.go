@@ -32,10 +32,6 @@ import (
 // recoveryContacts is how many grid members a code names by default.
 const recoveryContacts = 3
 
-// errMembershipNotWired marks the rotation step that waits for the member
-// list API (issue 7): the node identity is kept.
-var errMembershipNotWired = errors.New("not implemented: moving this node's membership to a new identity needs the grid's member list, which this Sphere does not have yet; the node identity was kept, so the old code still admits its holder to the grid (though to nothing of the drive)")
-
 func newRecoveryCmd(g *globals) *cobra.Command {
 	var rotate bool
 	contacts := recoveryContacts

@@ -50,6 +50,9 @@ lease secrets, the whole tree re-linked under new directory caps, every file's
 lease renewed under the new secret and then the old secret's leases cancelled
 (servers delete what only they kept alive, the old directories among it). Files
 keep their caps: anyone who ever read the old tree can still read those files.
+The node gets a new identity too (admitted by the grid's admin, the old one
+removed, so a home recovered from the old code is refused by the grid) and an
+empty store (the old one is kept beside the old secrets).
 Stop the node first; start it again after.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {

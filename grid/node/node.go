@@ -164,8 +164,15 @@ func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool, g
 	if err != nil {
 		return nil, err
 	}
+	// SO_REUSEPORT (libp2p's default) lets a second process listen on a
+	// port in use, so two nodes would split one port's connections; it
+	// only helps hole punching, so it is on only with that.
+	var tcpOpts []any
+	if !holePunch {
+		tcpOpts = append(tcpOpts, tcp.DisableReuseport())
+	}
 	opts := []libp2p.Option{
-		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(tcp.NewTCPTransport, tcpOpts...),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.ResourceManager(rm),

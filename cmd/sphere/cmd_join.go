@@ -240,7 +240,7 @@ func switchRunning(ctx context.Context, h *home.Home, c *node.Control, inv node.
 	if rerr != nil {
 		// The node keeps trying once on the new grid, as a stopped
 		// node does when it starts.
-		fmt.Fprintf(progress, "The admin cannot be reached now (%v); the node will keep trying.\n", rerr)
+		fmt.Fprintf(progress, "The admin cannot be reached now (%s); the node will keep trying.\n", strings.Join(strings.Fields(rerr.Error()), " "))
 		raw = nil
 	}
 	fmt.Fprintln(progress, "Switching the running node to the new grid...")

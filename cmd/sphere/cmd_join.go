@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
@@ -35,8 +36,11 @@ the process list, where other users of the machine could see it.
 
 If this node is not running, join redeems the invite at once and records the
 grid in config.json; the node connects when it runs. If the admin cannot be
-reached now, the invite is kept and the node redeems it when it starts. Joining
-a different grid than a running node is on needs a node restart.`,
+reached now, the invite is kept and the node redeems it when it starts.
+
+If the node is running on another grid (say its own, from 'sphere init'), join
+redeems the invite, has the node switch to the new grid in its process (no
+restart needed) and waits, at most 30 s, until it is admitted and connected.`,
 		Args: rangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			code := ""
@@ -57,7 +61,7 @@ a different grid than a running node is on needs a node restart.`,
 			if err != nil {
 				return err
 			}
-			res, msg, err := join(cmd.Context(), h, inv, code)
+			res, msg, err := join(cmd.Context(), g, h, inv, code)
 			if err != nil {
 				return err
 			}
@@ -88,7 +92,7 @@ func readCode(r io.Reader) (string, error) {
 
 // join redeems inv for h's node: through the running node, or (no node
 // running) from a short-lived host with the node's identity.
-func join(ctx context.Context, h *home.Home, inv node.Invite, code string) (map[string]any, string, error) {
+func join(ctx context.Context, g *globals, h *home.Home, inv node.Invite, code string) (map[string]any, string, error) {
 	priv, id, err := h.NodeIdentity()
 	if err != nil {
 		return nil, "", err
@@ -116,15 +120,13 @@ func join(ctx context.Context, h *home.Home, inv node.Invite, code string) (map[
 		res["admitted"], res["connected"] = true, jr.Connected
 		return res, fmt.Sprintf("Joined: admitted to the grid, connected to %d peers.", jr.Connected), nil
 	case err == nil:
-		res["nodeRunning"] = true
-		if err := saveJoin(h, inv); err != nil {
+		res["nodeRunning"], res["switched"] = true, true
+		n, err := switchRunning(ctx, h, c, inv, code, priv, g.stderr)
+		if err != nil {
 			return nil, "", err
 		}
-		if err := os.WriteFile(h.JoinFile(), []byte(code+"\n"), 0o600); err != nil {
-			return nil, "", fmt.Errorf("join: %w", err)
-		}
-		res["pending"] = true
-		return res, "Joined a different grid: restart the node (`sphere node`) to switch to it; it redeems the invite when it starts.", nil
+		res["admitted"], res["connected"] = true, n
+		return res, fmt.Sprintf("Joined: the running node switched to the new grid, admitted and connected to %d peers.", n), nil
 	case !errors.Is(err, node.ErrNotRunning):
 		return nil, "", err
 	}
@@ -212,4 +214,67 @@ func saveJoin(h *home.Home, inv node.Invite) error {
 		return fmt.Errorf("join: %w", err)
 	}
 	return nil
+}
+
+// switchWait bounds how long join waits for a switched node to be
+// admitted and connected.
+const switchWait = 30 * time.Second
+
+// switchRunning moves the running node behind c to the grid of inv: it
+// redeems the invite as the node's identity (a refusal changes nothing),
+// asks the node to restart on the new grid, and waits until the new node
+// is admitted and connected to a peer. It returns the number connected.
+func switchRunning(ctx context.Context, h *home.Home, c *node.Control, inv node.Invite, code string, priv crypto.PrivKey, progress io.Writer) (int, error) {
+	fmt.Fprintf(progress, "Redeeming the invite with the admin %s...\n", inv.Admin().ID)
+	ch, err := node.NewClientHost(priv, inv.PSK)
+	if err != nil {
+		return 0, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, redeemTimeout)
+	_, raw, rerr := node.Redeem(rctx, ch, inv)
+	cancel()
+	ch.Close()
+	if errors.Is(rerr, node.ErrRefused) {
+		return 0, rerr
+	}
+	if rerr != nil {
+		// The node keeps trying once on the new grid, as a stopped
+		// node does when it starts.
+		fmt.Fprintf(progress, "The admin cannot be reached now (%s); the node will keep trying.\n", strings.Join(strings.Fields(rerr.Error()), " "))
+		raw = nil
+	}
+	fmt.Fprintln(progress, "Switching the running node to the new grid...")
+	if err := c.Switch(ctx, code, raw); err != nil {
+		return 0, fmt.Errorf("join: %w", err)
+	}
+	admin := inv.Admin().ID.String()
+	deadline := time.Now().Add(switchWait)
+	said := ""
+	for {
+		state := "waiting for the node to restart"
+		if nc, err := node.DialControl(ctx, h.ControlFile()); err == nil {
+			st, err := nc.Status(ctx)
+			switch {
+			case err != nil:
+			case st.AdminID != admin || st.ListSerial == 0:
+				state = "waiting for the admin to admit the node"
+			case len(st.Connected) == 0:
+				state = "admitted; waiting for the node to connect to a member"
+			default:
+				return len(st.Connected), nil
+			}
+		}
+		if state != said {
+			fmt.Fprintf(progress, "Joining: %s...\n", state)
+			said = state
+		}
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("join: the node switched to the new grid but is not ready after %v (%s); it keeps trying: see `sphere status` and the node's log", switchWait, state)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("join: %w", ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
 	"github.com/sphere-grid/sphere/grid/node"
@@ -86,5 +89,76 @@ func TestStatusWithoutNode(t *testing.T) {
 	}
 	if code, _, _ := runIn(t, filepath.Join(t.TempDir(), "none"), "status"); code != exitNoHome {
 		t.Fatalf("status without a home: exit %d, want %d", code, exitNoHome)
+	}
+}
+
+// TestJoinRunningNodeSwitches: `sphere join` for another grid while the
+// joiner's node runs (on its own grid from init) switches that node to the
+// new grid in its process: join exits 0 only once the node is admitted and
+// connected; the node process is the same; the switch survives a restart;
+// a refused code changes nothing.
+func TestJoinRunningNodeSwitches(t *testing.T) {
+	c := newCluster(t)
+	for _, n := range []string{"a", "b", "c"} {
+		if _, err := c.run(n, "init"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pa, pb, pc := c.start("a", "node"), c.start("b", "node"), c.start("c", "node")
+	c.waitReady("a", pa)
+	c.waitReady("b", pb)
+	c.waitReady("c", pc)
+	stA, stB := c.status("a"), c.status("b")
+	if stB.AdminID != stB.PeerID {
+		t.Fatalf("b is not on its own grid before joining: %+v", stB)
+	}
+	out, err := c.run("a", "invite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := lastLine(out)
+	out, err = c.runStdin("b", code+"\n", "join", "--json")
+	if err != nil {
+		t.Fatalf("join of a running node: %v", err)
+	}
+	var res map[string]any
+	if err := json.Unmarshal([]byte(out), &res); err != nil || res["switched"] != true || res["admitted"] != true {
+		t.Fatalf("join --json: %v %q", err, out)
+	}
+	if pb.cmd.ProcessState != nil {
+		t.Fatal("b's node process exited")
+	}
+	// Admitted and connected when join returned, not later.
+	st := c.status("b")
+	if st.AdminID != stA.PeerID || st.ListSerial == 0 || !slices.Contains(st.Connected, stA.PeerID) {
+		t.Fatalf("b after join: admin %s serial %d connected %v (want admin %s)", st.AdminID, st.ListSerial, st.Connected, stA.PeerID)
+	}
+	for try := 0; c.status("a").Members != 1; try++ {
+		if try == 100 {
+			t.Fatalf("a does not list b: %+v", c.status("a"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// The used code is refused for c, whose node stays on its own grid.
+	stC := c.status("c")
+	if _, err := c.runStdin("c", code+"\n", "join"); err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("join of c with a used code: %v", err)
+	}
+	if st := c.status("c"); st.AdminID != stC.AdminID || st.PeerID != stC.PeerID || pc.cmd.ProcessState != nil {
+		t.Fatalf("a refused join changed c's node: %+v", st)
+	}
+	// The switch is in the home: a restarted b is on a's grid.
+	pb.stop()
+	pb = c.start("b", "node")
+	c.waitReady("b", pb)
+	for try := 0; ; try++ {
+		st := c.status("b")
+		if st.AdminID == stA.PeerID && slices.Contains(st.Connected, stA.PeerID) {
+			break
+		}
+		if try == 100 {
+			t.Fatalf("restarted b: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

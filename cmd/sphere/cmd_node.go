@@ -36,7 +36,7 @@ runs per home: a second one is refused.`,
 				return err
 			}
 			cfg.StorageDir = h.StorageDir()
-			return runNode(cmd.Context(), cfg, func(nd *node.Node) {
+			return runNode(cmd.Context(), h, cfg, func(nd *node.Node) {
 				go renewLoop(cmd.Context(), h, cfg.Logger)
 				if _, err := startGateway(cmd.Context(), g, h, nd); err != nil {
 					cfg.Logger.Warn("No web gateway", "err", err)
@@ -108,10 +108,13 @@ func nodeConfig(h *home.Home, log *slog.Logger) (node.Config, error) {
 	}, nil
 }
 
-// runNode runs a node until ctx ends; onReady runs once it is ready.
-// With SPHERE_CPUPROFILE=FILE it writes a CPU profile of its whole run
-// (for docs/BENCHMARKS.md).
-func runNode(ctx context.Context, cfg node.Config, onReady func(*node.Node)) error {
+// runNode runs a node of h until ctx ends; onReady runs once, when the
+// first node is ready. A node asked to switch grids (sphere join for
+// another grid while it runs) stops; runNode saves the new grid in the
+// home and starts the next node, with the same storage and local servers,
+// holding the home's lock throughout. With SPHERE_CPUPROFILE=FILE it
+// writes a CPU profile of its whole run (for docs/BENCHMARKS.md).
+func runNode(ctx context.Context, h *home.Home, cfg node.Config, onReady func(*node.Node)) error {
 	if path := os.Getenv("SPHERE_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -123,6 +126,61 @@ func runNode(ctx context.Context, cfg node.Config, onReady func(*node.Node)) err
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
+	if cfg.LockFile != "" {
+		// Held here rather than by each node, so it spans a switch.
+		unlock, err := node.LockHome(cfg.LockFile)
+		if err != nil {
+			return fmt.Errorf("node: %w", err)
+		}
+		defer unlock()
+		cfg.LockFile = ""
+	}
+	for first := true; ; first = false {
+		err := serveNode(ctx, cfg, func(n *node.Node) {
+			servingNode.Store(n)
+			if first && onReady != nil {
+				onReady(n)
+			}
+		})
+		var sw *node.SwitchGrid
+		if !errors.As(err, &sw) {
+			return err
+		}
+		if h, cfg, err = switchHome(cfg, sw); err != nil {
+			return err
+		}
+	}
+}
+
+// switchHome saves the grid of sw in the home (the old node has stopped)
+// and returns the configuration of the next node.
+func switchHome(old node.Config, sw *node.SwitchGrid) (*home.Home, node.Config, error) {
+	h, err := openNodeHome() // config.json as it is now
+	if err != nil {
+		return nil, node.Config{}, err
+	}
+	if err := saveJoin(h, sw.Invite); err != nil {
+		return nil, node.Config{}, err
+	}
+	if sw.Members != nil {
+		if err := writePrivate(h.MembersFile(), sw.Members); err != nil {
+			return nil, node.Config{}, err
+		}
+		_ = os.Remove(h.JoinFile())
+	} else if err := writePrivate(h.JoinFile(), []byte(sw.Code+"\n")); err != nil {
+		return nil, node.Config{}, err
+	}
+	cfg, err := nodeConfig(h, old.Logger)
+	if err != nil {
+		return nil, node.Config{}, err
+	}
+	cfg.StorageDir, cfg.LocalServers, cfg.LockFile = old.StorageDir, old.LocalServers, ""
+	cfg.Logger.Info("Switched the home to another grid; starting the node on it", "admin", sw.Invite.Admin().ID.String())
+	return h, cfg, nil
+}
+
+// serveNode runs one node until it stops; onReady runs once it is ready.
+func serveNode(ctx context.Context, cfg node.Config, onReady func(*node.Node)) error {
 	n, err := node.New(cfg)
 	if err != nil {
 		return err

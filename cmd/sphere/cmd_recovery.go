@@ -32,10 +32,6 @@ import (
 // recoveryContacts is how many grid members a code names by default.
 const recoveryContacts = 3
 
-// errMembershipNotWired marks the rotation step that waits for the member
-// list API (issue 7): the node identity is kept.
-var errMembershipNotWired = errors.New("not implemented: moving this node's membership to a new identity needs the grid's member list, which this Sphere does not have yet; the node identity was kept, so the old code still admits its holder to the grid (though to nothing of the drive)")
-
 func newRecoveryCmd(g *globals) *cobra.Command {
 	var rotate bool
 	contacts := recoveryContacts
@@ -54,6 +50,9 @@ lease secrets, the whole tree re-linked under new directory caps, every file's
 lease renewed under the new secret and then the old secret's leases cancelled
 (servers delete what only they kept alive, the old directories among it). Files
 keep their caps: anyone who ever read the old tree can still read those files.
+The node gets a new identity too (admitted by the grid's admin, the old one
+removed, so a home recovered from the old code is refused by the grid) and an
+empty store (the old one is kept beside the old secrets).
 Stop the node first; start it again after.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
 	"github.com/sphere-grid/sphere/cmd/sphere/internal/recovery"
+	"github.com/sphere-grid/sphere/grid/node"
 )
 
 // runStdinRC runs a short-lived verb for home with stdin; it returns stdout,
@@ -330,21 +332,34 @@ func TestRecoverGrid(t *testing.T) {
 	}
 
 	// Rotation: the old code, say leaked, recovers nothing new.
+	oldID := c.status("new").PeerID
 	procs["new"].stop()
 	out, err = c.run("new", "recovery", "--rotate")
 	if err != nil {
 		t.Fatal(err)
 	}
 	newCode := lastLine(out)
-	if newCode == code || !strings.Contains(out, map[bool]string{true: "Rotated: 5 directories", false: "Rotated: 3 directories"}[mounted]) || !strings.Contains(out, "NOTICE: not implemented") {
+	if newCode == code || !strings.Contains(out, map[bool]string{true: "Rotated: 5 directories", false: "Rotated: 3 directories"}[mounted]) || !strings.Contains(out, "Identity: node identity rotated") {
 		t.Fatalf("rotate output:\n%s", out)
+	}
+	// The friends' nodes took the handover at once: the old id is off
+	// their lists, the new one on.
+	for _, f := range names[1:] {
+		out, err := c.run(f, "members", "--json")
+		var mr node.MembersReply
+		if err != nil || json.Unmarshal([]byte(out), &mr) != nil || mr.Admin == oldID || !slices.Contains(mr.Removed, oldID) {
+			t.Fatalf("%s's member list after rotation: %v %s", f, err, out)
+		}
 	}
 	if _, errs, rc := c.runStdinRC("thief", code, "recover"); rc != 0 {
 		t.Fatalf("recover from the old code: %s", errs)
 	}
 	thief := c.start("thief", "node")
 	c.waitReady("thief", thief)
-	c.waitConnected("thief", 3)
+	time.Sleep(3 * time.Second) // time to dial every contact
+	if st := c.status("thief"); len(st.Connected) != 0 {
+		t.Fatalf("the grid admits the old identity: connected to %v", st.Connected)
+	}
 	out, err = c.run("thief", "ls", "sphere:/")
 	t.Logf("ls with the old code: %q, %v", out, err)
 	if err == nil && strings.TrimSpace(out) != "" {
@@ -354,6 +369,10 @@ func TestRecoverGrid(t *testing.T) {
 	t.Logf("renew with the old code: %q, %v", out, err)
 	if err == nil || strings.Contains(out, `"renewed":1`) || !strings.Contains(out, `"renewed":0`) {
 		t.Fatalf("the old code still renews: %s, %v", out, err)
+	}
+	// Its storage requests are refused: it cannot store either.
+	if _, err := c.run("thief", "put", after); err == nil {
+		t.Fatal("the old identity stored a file on the grid")
 	}
 	thief.stop()
 	procs["new"] = c.start("new", "node")

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sphere-grid/sphere/caps"
@@ -45,8 +46,13 @@ type nodeClients struct {
 	mu      sync.Mutex
 	c       *grid.Client
 	peers   int
+	last    *node.Node // the node c came from
 	checked time.Time
 }
+
+// servingNode is the node this process serves now; runNode sets it on each
+// start, as a join to another grid restarts the node in-process.
+var servingNode atomic.Pointer[node.Node]
 
 func (nc *nodeClients) get() (*grid.Client, error) {
 	nc.mu.Lock()
@@ -55,15 +61,19 @@ func (nc *nodeClients) get() (*grid.Client, error) {
 		return nc.c, nil
 	}
 	nc.checked = time.Now()
-	peers := len(nc.nd.StoragePeers())
-	if nc.c != nil && peers == nc.peers {
+	nd := nc.nd
+	if cur := servingNode.Load(); cur != nil {
+		nd = cur // the node may have been restarted on another grid (sphere join)
+	}
+	peers := len(nd.StoragePeers())
+	if nc.c != nil && peers == nc.peers && nd == nc.last {
 		return nc.c, nil
 	}
-	c, err := nc.nd.GridClient()
+	c, err := nd.GridClient()
 	if err != nil {
 		return nil, err
 	}
-	nc.c, nc.peers = c, peers
+	nc.c, nc.peers, nc.last = c, peers, nd
 	return c, nil
 }
 

@@ -140,6 +140,11 @@ func renewLoop(ctx context.Context, h *home.Home, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
+		// The home as it is now: the node may have switched grids
+		// (sphere join) since the loop started.
+		if fresh, err := home.Open(h.Dir); err == nil {
+			h = fresh
+		}
 		pctx, cancel := context.WithTimeout(ctx, renewTimeout)
 		rec, err := renewDrive(pctx, h, io.Discard)
 		cancel()

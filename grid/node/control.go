@@ -218,6 +218,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 		}
 		reply(w, n.MembersInfo(), nil)
 	})
+	mux.HandleFunc("POST /v1/switch", n.handleSwitch)
 	mux.HandleFunc("POST /v1/put", n.handlePut)
 	mux.HandleFunc("GET /v1/get", n.handleGet)
 	want := []byte("Bearer " + token)
@@ -228,6 +229,11 @@ func (n *Node) controlHandler(token string) http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// decodeBody decodes a JSON request body of at most maxControlBody bytes.
+func decodeBody(r *http.Request, v any) error {
+	return json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(v)
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

@@ -122,7 +122,9 @@ type Node struct {
 	started time.Time
 	unlock  func()
 	joinSem chan struct{}
-	listMu  sync.Mutex // serialises the admin's list changes
+	// switchTo carries a switch request to Serve (see restart.go).
+	switchTo chan *SwitchGrid
+	listMu   sync.Mutex // serialises the admin's list changes
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -162,8 +164,15 @@ func newHost(priv crypto.PrivKey, psk []byte, listen []string, holePunch bool, g
 	if err != nil {
 		return nil, err
 	}
+	// SO_REUSEPORT (libp2p's default) lets a second process listen on a
+	// port in use, so two nodes would split one port's connections; it
+	// only helps hole punching, so it is on only with that.
+	var tcpOpts []any
+	if !holePunch {
+		tcpOpts = append(tcpOpts, tcp.DisableReuseport())
+	}
 	opts := []libp2p.Option{
-		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(tcp.NewTCPTransport, tcpOpts...),
 		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.ResourceManager(rm),
@@ -240,7 +249,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.RefreshInterval = 5 * time.Second
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), started: time.Now(),
-		gater: &gater{}, joinSem: make(chan struct{}, 4)}
+		gater: &gater{}, joinSem: make(chan struct{}, 4), switchTo: make(chan *SwitchGrid, 1)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -522,7 +531,8 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 	return st, nil
 }
 
-// Serve runs the node until ctx ends: it publishes the control file,
+// Serve runs the node until ctx ends (nil) or the control API asks it to
+// switch grids (a *SwitchGrid, see restart.go): it publishes the control file,
 // keeps members connected, sweeps expired leases, and on return closes
 // everything and removes the control file.
 func (n *Node) Serve(ctx context.Context) error {
@@ -579,9 +589,14 @@ func (n *Node) Serve(ctx context.Context) error {
 	n.log.Info("Node ready", "addrs", FormatAddrs([]peer.AddrInfo{n.selfInfo()}),
 		"members", len(list.IDs()), "localServers", len(n.locals), "startup", time.Since(n.started).Round(time.Millisecond))
 	n.readyOnce.Do(func() { close(n.ready) })
-	<-ctx.Done()
-	n.log.Info("Node stopping")
-	return nil
+	select {
+	case <-ctx.Done():
+		n.log.Info("Node stopping")
+		return nil
+	case sw := <-n.switchTo:
+		n.log.Info("Node stopping to switch grids", "admin", sw.Invite.Admin().ID.String())
+		return sw
+	}
 }
 
 func (n *Node) allStores() []*servedStore {

@@ -4,7 +4,6 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
-	"time"
 )
 
 // Body is the typed content of an entry.
@@ -316,6 +315,3 @@ func decodeBody(k Kind, b []byte) (Body, error) {
 		return o, nil
 	}
 }
-
-// unixDays converts seconds to days.
-func unixDays(d int64) float64 { return float64(d) / float64(24*time.Hour/time.Second) }

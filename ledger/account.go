@@ -8,6 +8,9 @@ import (
 	"time"
 )
 
+// maxReceiptAge bounds how long receipts are kept for the serve window.
+const maxReceiptAge = 7 * 24 * time.Hour
+
 // Balance is what one peer and this node have given each other, computed
 // from countersigned entries only: leases both parties signed and receipts
 // the receiver signed. Byte-days accrue from a lease's start to the earlier
@@ -36,7 +39,8 @@ type Balance struct {
 func (b Balance) Net() float64 { return b.ReceivedByteDays - b.GivenByteDays }
 
 type leaseState struct {
-	terms   LeaseTerms // latest terms (renewals extend Until)
+	terms   LeaseTerms // the current terms; a renewal starts a new segment
+	accrued float64    // byte-days of segments closed by renewals
 	endTime int64      // 0 while not ended
 	reason  EndReason
 }
@@ -55,13 +59,14 @@ type Accounts struct {
 	self      PeerID
 	mu        sync.Mutex
 	leases    map[[16]byte]*leaseState
+	byPeer    map[PeerID][]*leaseState // in the order first seen, for determinism
 	receipts  map[PeerID][]receipt
 	convicted map[PeerID]bool
 }
 
 // NewAccounts returns empty accounts for the node self.
 func NewAccounts(self PeerID) *Accounts {
-	return &Accounts{self: self, leases: map[[16]byte]*leaseState{}, receipts: map[PeerID][]receipt{}, convicted: map[PeerID]bool{}}
+	return &Accounts{self: self, leases: map[[16]byte]*leaseState{}, byPeer: map[PeerID][]*leaseState{}, receipts: map[PeerID][]receipt{}, convicted: map[PeerID]bool{}}
 }
 
 // leaseKey binds a lease id to its parties, so a peer cannot overwrite
@@ -85,16 +90,24 @@ func (a *Accounts) Add(e *Entry) {
 		k := leaseKey(t.ID, t.Storer, t.Owner)
 		ls := a.leases[k]
 		if ls == nil { // a renewal of a lease not seen stands on its own terms
-			a.leases[k] = &leaseState{terms: t}
+			ls = &leaseState{terms: t}
+			a.leases[k] = ls
+			other := t.Storer
+			if other == a.self {
+				other = t.Owner
+			}
+			a.byPeer[other] = append(a.byPeer[other], ls)
 			return
 		}
-		if t.Until > ls.terms.Until {
-			ls.terms.Until = t.Until
-			ls.terms.Bytes = t.Bytes
+		if t.Start <= ls.terms.Start || t.Until <= ls.terms.Until {
+			return // a stale or repeated renewal
 		}
-		if t.Start < ls.terms.Start {
-			ls.terms.Start = t.Start
+		// Close the current segment at the renewal's start (or its end).
+		closeAt := min(t.Start, ls.terms.Until)
+		if closeAt > ls.terms.Start {
+			ls.accrued += float64(ls.terms.Bytes) * float64(closeAt-ls.terms.Start) / 86400
 		}
+		ls.terms.Start, ls.terms.Until, ls.terms.Bytes = t.Start, t.Until, t.Bytes
 	case *End:
 		if b.Storer != a.self && b.Owner != a.self {
 			return
@@ -116,12 +129,25 @@ func (a *Accounts) Add(e *Entry) {
 		default:
 			return
 		}
-		for _, r := range a.receipts[peer] {
+		rs := a.receipts[peer]
+		for _, r := range rs {
 			if r.t == t {
 				return
 			}
 		}
-		a.receipts[peer] = append(a.receipts[peer], receipt{t, time.UnixMilli(t.Time)})
+		// Keep a bounded history: drop receipts older than a week before
+		// the newest.
+		at := time.UnixMilli(t.Time)
+		if len(rs) >= 64 {
+			keep := rs[:0]
+			for _, r := range rs {
+				if r.at.After(at.Add(-maxReceiptAge)) {
+					keep = append(keep, r)
+				}
+			}
+			rs = keep
+		}
+		a.receipts[peer] = append(rs, receipt{t, at})
 	}
 }
 
@@ -143,12 +169,13 @@ func (a *Accounts) Balances(now time.Time, window time.Duration) []Balance {
 		}
 		return m[p]
 	}
-	for _, ls := range a.leases {
-		a.addLease(ls, now, get)
+	for _, p := range sortedPeers(a.byPeer) {
+		for _, ls := range a.byPeer[p] {
+			a.addLease(ls, now, get)
+		}
 	}
-	for p, rs := range a.receipts {
-		b := get(p)
-		a.addReceipts(b, rs, now, window)
+	for _, p := range sortedPeers(a.receipts) {
+		a.addReceipts(get(p), a.receipts[p], now, window)
 	}
 	for p := range a.convicted {
 		get(p)
@@ -166,10 +193,8 @@ func (a *Accounts) Balance(p PeerID, now time.Time, window time.Duration) Balanc
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	b := &Balance{Peer: p, Convicted: a.convicted[p]}
-	for _, ls := range a.leases {
-		if ls.terms.Storer == p || ls.terms.Owner == p {
-			a.addLease(ls, now, func(PeerID) *Balance { return b })
-		}
+	for _, ls := range a.byPeer[p] {
+		a.addLease(ls, now, func(PeerID) *Balance { return b })
 	}
 	a.addReceipts(b, a.receipts[p], now, window)
 	return *b
@@ -185,9 +210,9 @@ func (a *Accounts) addLease(ls *leaseState, now time.Time, get func(PeerID) *Bal
 	if now.Unix() < end {
 		end = now.Unix()
 	}
-	bd := 0.0
+	bd := ls.accrued
 	if end > t.Start {
-		bd = float64(t.Bytes) * float64(end-t.Start) / 86400
+		bd += float64(t.Bytes) * float64(end-t.Start) / 86400
 	}
 	if t.Storer == a.self {
 		b := get(t.Owner)

@@ -93,3 +93,18 @@ func TestTitForTat(t *testing.T) {
 		t.Fatalf("convicted peer admitted: %v", err)
 	}
 }
+
+func TestRenewalsAccrueBySegment(t *testing.T) {
+	me, peer := testKey(1), testKey(2)
+	acc := NewAccounts(pid(me))
+	acc.Add(entry(t, me, lease(peer, me, 1, 100, t0, 10)))
+	// After 4 days, the lease is renewed at 300 bytes for 10 more days.
+	r := lease(peer, me, 1, 300, t0.Add(4*24*time.Hour), 10)
+	r.Renewal = true
+	acc.Add(entry(t, me, r))
+	acc.Add(entry(t, me, r)) // repeated: no effect
+	b := acc.Balance(pid(peer), t0.Add(6*24*time.Hour), time.Hour)
+	if b.ReceivedByteDays != 4*100+2*300 || b.StoredBy != 300 {
+		t.Fatalf("balance %+v, want 1000 byte-days and 300 bytes", b)
+	}
+}

@@ -62,11 +62,12 @@ type Accounts struct {
 	byPeer    map[PeerID][]*leaseState // in the order first seen, for determinism
 	receipts  map[PeerID][]receipt
 	convicted map[PeerID]bool
+	failed    map[PeerID]int // audit failures per storer
 }
 
 // NewAccounts returns empty accounts for the node self.
 func NewAccounts(self PeerID) *Accounts {
-	return &Accounts{self: self, leases: map[[16]byte]*leaseState{}, byPeer: map[PeerID][]*leaseState{}, receipts: map[PeerID][]receipt{}, convicted: map[PeerID]bool{}}
+	return &Accounts{self: self, leases: map[[16]byte]*leaseState{}, byPeer: map[PeerID][]*leaseState{}, receipts: map[PeerID][]receipt{}, convicted: map[PeerID]bool{}, failed: map[PeerID]int{}}
 }
 
 // leaseKey binds a lease id to its parties, so a peer cannot overwrite
@@ -117,6 +118,9 @@ func (a *Accounts) Add(e *Entry) {
 		if ls == nil || (ls.endTime != 0 && ls.endTime <= b.Time) {
 			return
 		}
+		if ls.reason != EndAudit && b.Reason == EndAudit && b.Owner == a.self {
+			a.failed[b.Storer]++
+		}
 		ls.endTime, ls.reason = b.Time, b.Reason
 	case *Receipt:
 		t := b.Terms
@@ -156,6 +160,15 @@ func (a *Accounts) Convict(p PeerID) {
 	a.mu.Lock()
 	a.convicted[p] = true
 	a.mu.Unlock()
+}
+
+// Shunned reports whether a peer is convicted of forking or failed an
+// audit of ours: whether selection should leave it out. It is cheaper than
+// Balance.
+func (a *Accounts) Shunned(p PeerID) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.convicted[p] || a.failed[p] > 0
 }
 
 // Balances returns the balance with every peer seen, sorted by peer.

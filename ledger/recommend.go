@@ -1,6 +1,7 @@
 package ledger
 
 import (
+	"bytes"
 	"math"
 	"sort"
 )
@@ -19,6 +20,7 @@ type Recommender struct {
 	own     map[PeerID]*ownStat
 	reports map[PeerID]map[PeerID]float64 // reporter → subject → rating
 	scores  map[PeerID]float64
+	ranked  []PeerID // scored peers, best first
 	conf    map[PeerID]float64
 	cluster map[PeerID]int
 }
@@ -81,6 +83,14 @@ func (r *Recommender) Observe(subject PeerID, value float64) {
 	}
 	s.samples++
 	s.mean += (value - s.mean) / s.samples
+}
+
+// OwnMean returns the node's own mean rating of a peer.
+func (r *Recommender) OwnMean(p PeerID) (float64, bool) {
+	if s := r.own[p]; s != nil {
+		return s.mean, true
+	}
+	return 0, false
 }
 
 // Experience returns the node's first-hand samples of a peer.
@@ -196,7 +206,7 @@ func (r *Recommender) Refit() {
 	r.scores = make(map[PeerID]float64, len(cols))
 	r.conf = make(map[PeerID]float64, len(cols))
 	if len(ratings) == 0 {
-		r.cluster = nil
+		r.cluster, r.ranked = nil, nil
 		return
 	}
 	m := Fit(ratings, len(rows), len(cols), r.opt.Fit)
@@ -207,6 +217,20 @@ func (r *Recommender) Refit() {
 		}
 		r.scores[p] = pred
 		r.conf[p] = m.ColCount[c]
+	}
+	rs := make([]Rated, 0, len(r.scores))
+	for p, v := range r.scores {
+		rs = append(rs, Rated{p, v})
+	}
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].Value != rs[j].Value {
+			return rs[i].Value > rs[j].Value
+		}
+		return bytes.Compare(rs[i].Peer[:], rs[j].Peer[:]) < 0
+	})
+	r.ranked = r.ranked[:0]
+	for _, x := range rs {
+		r.ranked = append(r.ranked, x.Peer)
 	}
 	r.cluster = r.clusters()
 }
@@ -302,6 +326,27 @@ func sortedPeers[V any](m map[PeerID]V) []PeerID {
 	for p := range m {
 		out = append(out, p)
 	}
-	sort.Slice(out, func(i, j int) bool { return string(out[i][:]) < string(out[j][:]) })
+	sort.Slice(out, func(i, j int) bool { return bytes.Compare(out[i][:], out[j][:]) < 0 })
+	return out
+}
+
+// Known returns up to n peers with a predicted score, best first.
+func (r *Recommender) Known(n int) []PeerID {
+	return r.ranked[:min(n, len(r.ranked))]
+}
+
+// Rated is a peer and a rating.
+type Rated struct {
+	Peer  PeerID
+	Value float64
+}
+
+// Own returns the node's own mean rating of each peer it measured (the
+// observations it would publish in its log), in peer order.
+func (r *Recommender) Own() []Rated {
+	out := make([]Rated, 0, len(r.own))
+	for _, p := range sortedPeers(r.own) {
+		out = append(out, Rated{p, r.own[p].mean})
+	}
 	return out
 }

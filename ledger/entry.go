@@ -220,3 +220,13 @@ func NewEntry(key ed25519.PrivateKey, prev *Entry, t time.Time, body Body) (*Ent
 	e.Sign(key)
 	return e, nil
 }
+
+// MarshalText renders the id as String does (for JSON).
+func (p PeerID) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText parses String's form.
+func (p *PeerID) UnmarshalText(b []byte) error {
+	q, err := ParsePeerID(string(b))
+	*p = q
+	return err
+}

@@ -369,3 +369,18 @@ func TestMsgRoundTrip(t *testing.T) {
 		t.Fatal("a message claiming 65535 items decoded")
 	}
 }
+
+func TestLogFile(t *testing.T) {
+	a := testKey(1)
+	raw := buildLog(t, a, testKey(2), 30)
+	author, start, got, err := DecodeLogFile(EncodeLogFile(pid(a), 0, raw))
+	if err != nil || author != pid(a) || start != 0 || len(got) != 30 {
+		t.Fatalf("round trip: %v", err)
+	}
+	if _, err := VerifyChain(author, start, Hash{}, time.Time{}, got, ChainOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := DecodeLogFile([]byte("hello")); err == nil {
+		t.Fatal("garbage decoded")
+	}
+}

@@ -65,3 +65,18 @@ func FuzzDecodeForkProof(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDecodeLogFile(f *testing.F) {
+	a := testKey(1)
+	f.Add(EncodeLogFile(pid(a), 0, buildLog(f, a, testKey(2), 4)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		author, start, raw, err := DecodeLogFile(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(EncodeLogFile(author, start, raw), b) {
+			t.Fatal("log file re-encodes differently")
+		}
+		_, _ = VerifyChain(author, start, Hash{}, time.Time{}, raw, ChainOptions{})
+	})
+}

@@ -77,7 +77,7 @@ unhealthy, 5 integrity failure, 6 no home (run 'sphere init').`,
 		newCpCmd(g), newRmCmd(g), newMvCmd(g),
 		// the node verbs
 		newNodeCmd(g), newUpCmd(g), newInviteCmd(g), newJoinCmd(g), newStatusCmd(g), newRenewCmd(g),
-		newSimCmd(g), // ledger
+		newSimCmd(g), newLedgerCmd(g), // ledger
 	)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -67,6 +67,8 @@ type Config struct {
 	// SweepEvery is how often expired shares are collected (zero: the
 	// store's default, one hour).
 	SweepEvery time.Duration
+	// LedgerFile is the node's ledger (bbolt; "" : none, see ledger.go).
+	LedgerFile string
 	// RefreshInterval is how often known members are re-dialled (zero: 5 s).
 	RefreshInterval time.Duration
 	// Client holds the home's secrets for the control API's put and get
@@ -93,6 +95,7 @@ type Node struct {
 	book    *book
 	members *membership
 	dht     *dht.IpfsDHT
+	ledger  *ledgerService
 	started time.Time
 
 	readyOnce sync.Once
@@ -228,6 +231,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.members = newMembership(n.host, n.book, n.log, n.selfInfo)
 	n.host.SetStreamHandler(PeersProtocol, n.members.handle)
+	if err := n.openLedger(); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	ok = true
 	return n, nil
 }
@@ -420,6 +426,9 @@ func (n *Node) Serve(ctx context.Context) error {
 		defer wg.Done()
 		n.members.run(ctx, n.cfg.RefreshInterval)
 	}()
+	if n.ledger != nil {
+		wg.Go(func() { n.ledger.run(ctx, n.book.list) })
+	}
 	n.log.Info("Node ready", "addrs", FormatAddrs([]peer.AddrInfo{n.selfInfo()}),
 		"members", len(n.book.list()), "localServers", len(n.locals), "startup", time.Since(n.started).Round(time.Millisecond))
 	n.readyOnce.Do(func() { close(n.ready) })
@@ -472,6 +481,9 @@ func (n *Node) close() {
 		}
 		if n.host != nil {
 			_ = n.host.Close()
+		}
+		if n.ledger != nil {
+			_ = n.ledger.store.Close()
 		}
 		if n.store != nil {
 			if err := n.store.Close(); err != nil {

@@ -1,0 +1,66 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/sphere-grid/sphere/ledger"
+)
+
+// TestLedgerExchange: three real nodes on 127.0.0.1 record observations of
+// each other, fetch and verify each other's logs, and a fork proof one node
+// holds spreads to the others.
+func TestLedgerExchange(t *testing.T) {
+	psk := newPSK(t)
+	var log *slog.Logger
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	mk := func(boot []peer.AddrInfo) *running {
+		return startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), Bootstrap: boot, Logger: log,
+			LedgerFile: filepath.Join(t.TempDir(), "ledger.db")})
+	}
+	a := mk(nil)
+	b := mk([]peer.AddrInfo{selfInfo(a.Node)})
+	c := mk([]peer.AddrInfo{selfInfo(a.Node)})
+	ctx := context.Background()
+	for _, n := range []*running{a, b, c} {
+		waitFor(t, "logs exchanged", func() bool {
+			rep, err := n.ledger.store.Report(time.Now(), ledger.DefaultPolicy(), nil)
+			return err == nil && rep.Length > 0 && len(rep.Logs) >= 2
+		})
+	}
+	rep, _, err := b.ledgerVerify(ctx, a.ID().String())
+	if err != nil || !rep.Verified || rep.Entries == 0 {
+		t.Fatalf("b verifying a's log: %+v %v", rep, err)
+	}
+	if _, code, err := b.ledgerVerify(ctx, "12D3KooWNotAPeerAtAll"); err == nil || code == 200 {
+		t.Fatal("verifying a bogus peer id succeeded")
+	}
+	// A stranger equivocates: a holds a proof; it reaches b and c.
+	_, sk, _ := ed25519.GenerateKey(nil)
+	e1, _ := ledger.NewEntry(sk, nil, time.Now(), &ledger.Observation{Subject: ledger.PeerID{1}, Samples: 1})
+	e2, _ := ledger.NewEntry(sk, nil, time.Now(), &ledger.Observation{Subject: ledger.PeerID{2}, Samples: 1})
+	p, err := ledger.NewForkProof(e1.Encode(), e2.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ledger.store.AddForkProof(p); err != nil {
+		t.Fatal(err)
+	}
+	liar := ledger.PeerIDOf(sk.Public().(ed25519.PublicKey))
+	for _, n := range []*running{b, c} {
+		waitFor(t, "fork proof spread", func() bool { return n.ledger.store.Convicted(liar) })
+	}
+	if _, err := c.ledger.store.Import(liar, 0, [][]byte{e1.Encode()}); !errors.Is(err, ledger.ErrFork) {
+		t.Fatalf("convicted author's log imported: %v", err)
+	}
+}

@@ -404,7 +404,7 @@ func (w *world) accounts(i int32) *ledger.Accounts {
 func (w *world) recommender(i int32) *ledger.Recommender {
 	p := w.peers[i]
 	if p.rec == nil {
-		p.rec = ledger.NewRecommender(p.id, ledger.RecOptions{MaxReporters: 32, MaxSubjects: 64,
+		p.rec = ledger.NewRecommender(p.id, ledger.RecOptions{MaxReporters: 16, MaxSubjects: 48,
 			Fit: ledger.FitOptions{Rank: 4, Iters: 5, Seed: uint64(i)}})
 	}
 	return p.rec

@@ -34,6 +34,9 @@ const (
 	ledgerExchangeEvery = 2 * time.Second  // rounds of head exchange with connected members
 	ledgerObserveEvery  = 10 * time.Minute // at most one observation entry per peer per interval
 	ledgerMaxRounds     = 8                // want/entries rounds per exchange
+	// ledgerMaxHeld bounds the entries of one peer's log we copy, so a
+	// peer writing a huge log cannot fill our disk.
+	ledgerMaxHeld = 1 << 20
 )
 
 // ledgerService keeps the node's own log and verified copies of its
@@ -263,7 +266,7 @@ func (l *ledgerService) exchange(ctx context.Context, p peer.ID) error {
 			if err != nil {
 				return err
 			}
-			if held.Length > e.Index {
+			if held.Length > e.Index || held.Length >= ledgerMaxHeld {
 				break
 			}
 			count := min(e.Index+1-held.Length, ledger.MaxWant)

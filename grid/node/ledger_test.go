@@ -64,3 +64,36 @@ func TestLedgerExchange(t *testing.T) {
 		t.Fatalf("convicted author's log imported: %v", err)
 	}
 }
+
+// TestLedgerFlood: many streams of garbage and oversized messages at once
+// leave the node answering real exchanges.
+func TestLedgerFlood(t *testing.T) {
+	psk := newPSK(t)
+	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), LedgerFile: filepath.Join(t.TempDir(), "l.db")})
+	b := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), LedgerFile: filepath.Join(t.TempDir(), "l.db"),
+		Bootstrap: []peer.AddrInfo{selfInfo(a.Node)}})
+	ctx := context.Background()
+	done := make(chan struct{})
+	for i := range 64 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			s, err := b.host.NewStream(ctx, a.ID(), LedgerProtocol)
+			if err != nil {
+				return
+			}
+			defer s.Close()
+			s.SetDeadline(time.Now().Add(5 * time.Second))
+			if i%2 == 0 {
+				s.Write([]byte{0xff, 0xff, 0xff, 0xff}) // claims 4 GiB
+			} else {
+				s.Write([]byte{0, 0, 0, 8, 1, 9, 0, 0, 0, 0, 0, 0}) // unknown type
+			}
+			buf := make([]byte, 16)
+			s.Read(buf)
+		}()
+	}
+	for range 64 {
+		<-done
+	}
+	waitFor(t, "a normal exchange after the flood", func() bool { return b.ledger.exchange(ctx, a.ID()) == nil })
+}

@@ -210,14 +210,63 @@ func fitMsg(raw [][]byte) [][]byte {
 	return raw
 }
 
-// heads returns our own log's last entry (none when empty).
+// heads returns the last entry of each log we hold, our own first, so a
+// peer can compare its copies of third parties' logs with ours: an author
+// that showed us and it different entries is caught at once.
 func (l *ledgerService) heads() (*ledger.Msg, error) {
-	h, err := l.store.Head(l.store.Self())
-	if err != nil || h.Length == 0 {
-		return &ledger.Msg{Type: ledger.MsgHeads}, err
+	hs, err := l.store.Heads()
+	if err != nil {
+		return nil, err
 	}
-	raw, err := l.store.Raw(l.store.Self(), h.Length-1, 1)
-	return &ledger.Msg{Type: ledger.MsgHeads, Items: raw}, err
+	m := &ledger.Msg{Type: ledger.MsgHeads}
+	size := 64
+	for _, h := range hs {
+		if h.Length == 0 {
+			continue
+		}
+		raw, err := l.store.Raw(h.Author, h.Length-1, 1)
+		if err != nil || len(raw) == 0 {
+			return nil, fmt.Errorf("head of %v: %v", h.Author.Short(), err)
+		}
+		if size += 2 + len(raw[0]); size > ledger.MaxMsgSize || len(m.Items) == ledger.MaxMsgItems {
+			break
+		}
+		m.Items = append(m.Items, raw[0])
+	}
+	return m, nil
+}
+
+// compareHead checks a peer's copy of a third party's head against ours:
+// two different entries the author signed at one index are a fork proof.
+// When the peer's copy is longer, it asks for the entry at our last index.
+func (l *ledgerService) compareHead(ctx context.Context, p peer.ID, e *ledger.Entry) {
+	held, err := l.store.Head(e.Author)
+	if err != nil || held.Length == 0 || e.Author == l.store.Self() {
+		return
+	}
+	theirs := e.Encode()
+	idx := e.Index
+	if idx >= held.Length {
+		idx = held.Length - 1
+		m, _, err := l.roundTrip(ctx, p, ledger.WantMsg([]ledger.Want{{Author: e.Author, From: idx, Count: 1}}))
+		if err != nil || m.Type != ledger.MsgEntries {
+			return
+		}
+		if _, _, raw := m.EntriesOf(); len(raw) == 1 {
+			theirs = raw[0]
+		} else {
+			return
+		}
+	}
+	ours, err := l.store.Raw(e.Author, idx, 1)
+	if err != nil || len(ours) != 1 {
+		return
+	}
+	if pr, err := ledger.NewForkProof(ours[0], theirs); err == nil {
+		if isNew, _ := l.store.AddForkProof(pr); isNew {
+			l.log.Warn("Peer told two stories: fork proof kept", "author", e.Author, "index", idx, "via", shortID(p))
+		}
+	}
 }
 
 // roundTrip sends one request to p and reads the answer.
@@ -256,11 +305,19 @@ func (l *ledgerService) exchange(ctx context.Context, p peer.ID) error {
 	if err != nil {
 		return fmt.Errorf("ledger heads from %s: %w", shortID(p), err)
 	}
-	if len(heads.Items) == 1 {
-		e, err := ledger.DecodeEntry(heads.Items[0])
-		if err != nil || e.Author != author {
-			return fmt.Errorf("ledger head from %s: not its own entry", shortID(p))
+	var own *ledger.Entry
+	for _, it := range heads.Items {
+		e, err := ledger.DecodeEntry(it)
+		if err != nil {
+			continue
 		}
+		if e.Author == author {
+			own = e
+		} else {
+			l.compareHead(ctx, p, e)
+		}
+	}
+	if e := own; e != nil {
 		for round := 0; round < ledgerMaxRounds; round++ {
 			held, err := l.store.Head(author)
 			if err != nil {

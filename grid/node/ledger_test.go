@@ -97,3 +97,36 @@ func TestLedgerFlood(t *testing.T) {
 	}
 	waitFor(t, "a normal exchange after the flood", func() bool { return b.ledger.exchange(ctx, a.ID()) == nil })
 }
+
+// TestLedgerEquivocationCaught: an author shows a and b different third
+// entries; as soon as a and b compare heads, both hold a fork proof, and c,
+// connected only through them, gets it within a few rounds.
+func TestLedgerEquivocationCaught(t *testing.T) {
+	psk := newPSK(t)
+	mk := func(boot []peer.AddrInfo) *running {
+		return startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), Bootstrap: boot, LedgerFile: filepath.Join(t.TempDir(), "l.db")})
+	}
+	a := mk(nil)
+	b := mk([]peer.AddrInfo{selfInfo(a.Node)})
+	c := mk([]peer.AddrInfo{selfInfo(a.Node)})
+	_, sk, _ := ed25519.GenerateKey(nil)
+	liar := ledger.PeerIDOf(sk.Public().(ed25519.PublicKey))
+	var prev *ledger.Entry
+	var common [][]byte
+	for i := range 2 {
+		e, _ := ledger.NewEntry(sk, prev, time.Now(), &ledger.Observation{Subject: ledger.PeerID{byte(i + 1)}, Samples: 1})
+		common = append(common, e.Encode())
+		prev = e
+	}
+	x, _ := ledger.NewEntry(sk, prev, time.Now(), &ledger.Observation{Subject: ledger.PeerID{7}, Samples: 1})
+	y, _ := ledger.NewEntry(sk, prev, time.Now(), &ledger.Observation{Subject: ledger.PeerID{8}, Samples: 2})
+	if _, err := a.ledger.store.Import(liar, 0, append(common, x.Encode())); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ledger.store.Import(liar, 0, append(common, y.Encode())); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*running{a, b, c} {
+		waitFor(t, "fork proof everywhere", func() bool { return n.ledger.store.Convicted(liar) })
+	}
+}

@@ -48,7 +48,7 @@ func runAll(t *testing.T, cfg Config) map[string]Result {
 // losing files, and the Sybil clique stays within its per-file bound.
 func TestSimSmallScenario(t *testing.T) {
 	cfg := Default()
-	cfg.Peers, cfg.Days, cfg.Seed = 600, 60, 3
+	cfg.Peers, cfg.Days, cfg.Seed = 400, 45, 3
 	res := runAll(t, cfg)
 	ring, rl, learned := res["ring"], res["ring+ledger"], res["learned"]
 	if learned.MeanDownloadMBps < 1.5*ring.MeanDownloadMBps {

@@ -14,6 +14,13 @@
 // count when both storer and owner signed its terms, a receipt when its
 // receiver signed it. A peer's claims about itself count for nothing.
 //
-// The package imports nothing else from Sphere; grid asks it whom to trust
-// and whom to serve.
+// Policy decides admission (tit for tat with a newcomer allowance);
+// Challenge and CheckAudit catch a storer that dropped a share; Recommender
+// fits a weighted ALS factorization of who measured whom (learn.go) with
+// trust bounded by first-hand experience, and Select blends its scores with
+// the permuted ring under per-/24 and per-cluster caps. ledger/sim runs all
+// of it on a simulated grid (`sphere sim`).
+//
+// The package imports nothing else from Sphere but caps; grid asks it whom
+// to trust and whom to serve.
 package ledger

@@ -102,7 +102,7 @@ func nodeConfig(h *home.Home, log *slog.Logger) (node.Config, error) {
 	copy(sec.LeaseSecret[:], ls)
 	return node.Config{
 		Client: sec, Identity: priv, GridKey: psk, Listen: h.Config.Node.Listen, Quota: h.Config.Node.Quota,
-		Bootstrap: boot, PeersFile: h.PeersFile(), ControlFile: h.ControlFile(),
+		Bootstrap: boot, PeersFile: h.PeersFile(), ControlFile: h.ControlFile(), LedgerFile: h.Path("ledger.db"),
 		MembersFile: h.MembersFile(), InvitesFile: h.InvitesFile(), LockFile: h.LockFile(), JoinFile: h.JoinFile(),
 		Admin: admin, DHT: h.Config.Node.DHT, HolePunching: h.Config.Node.HolePunching, Logger: log,
 	}, nil

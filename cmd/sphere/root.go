@@ -84,6 +84,8 @@ unhealthy, 5 integrity failure, 6 no home (run 'sphere init').`,
 		newRecoveryCmd(g), newRecoverCmd(g),
 		// the web verbs
 		newPublishCmd(g), newOpenCmd(g), newForkCmd(g),
+		// the ledger
+		newSimCmd(g), newLedgerCmd(g),
 	)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()

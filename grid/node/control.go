@@ -221,6 +221,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 	mux.HandleFunc("POST /v1/switch", n.handleSwitch)
 	mux.HandleFunc("POST /v1/put", n.handlePut)
 	mux.HandleFunc("GET /v1/get", n.handleGet)
+	n.ledgerRoutes(mux)
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {

@@ -92,6 +92,8 @@ type Config struct {
 	// SweepEvery is how often expired shares are collected (zero: the
 	// store's default, one hour).
 	SweepEvery time.Duration
+	// LedgerFile is the node's ledger (bbolt; "" : none, see ledger.go).
+	LedgerFile string
 	// RefreshInterval is how often known members are re-dialled (zero: 5 s).
 	RefreshInterval time.Duration
 	// Client holds the home's secrets for the control API's put and get
@@ -119,6 +121,7 @@ type Node struct {
 	invites *inviteStore // admin only
 	gater   *gater
 	dht     *dht.IpfsDHT
+	ledger  *ledgerService
 	started time.Time
 	unlock  func()
 	joinSem chan struct{}
@@ -289,6 +292,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.host.SetStreamHandler(PeersProtocol, n.members.handle)
 	n.host.SetStreamHandler(JoinProtocol, n.handleJoin)
+	if err := n.openLedger(); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	ok = true
 	return n, nil
 }
@@ -586,6 +592,9 @@ func (n *Node) Serve(ctx context.Context) error {
 		n.redeemPending(ctx)
 	}()
 	list, _ := n.members.current()
+	if n.ledger != nil {
+		wg.Go(func() { n.ledger.run(ctx, n.memberInfos) })
+	}
 	n.log.Info("Node ready", "addrs", FormatAddrs([]peer.AddrInfo{n.selfInfo()}),
 		"members", len(list.IDs()), "localServers", len(n.locals), "startup", time.Since(n.started).Round(time.Millisecond))
 	n.readyOnce.Do(func() { close(n.ready) })
@@ -645,6 +654,9 @@ func (n *Node) close() {
 		if n.host != nil {
 			_ = n.host.Close()
 		}
+		if n.ledger != nil {
+			_ = n.ledger.store.Close()
+		}
 		if n.store != nil {
 			if err := n.store.Close(); err != nil {
 				n.log.Warn("Closing store failed", "err", err)
@@ -680,3 +692,17 @@ func shortID(p peer.ID) string {
 }
 
 var _ = grid.ServerID("")
+
+// memberInfos lists the signed member list's ids (no addresses: the ledger
+// talks only to members already connected).
+func (n *Node) memberInfos() []peer.AddrInfo {
+	list, _ := n.members.current()
+	ids := list.IDs()
+	out := make([]peer.AddrInfo, 0, len(ids))
+	for _, id := range ids {
+		if id != n.host.ID() {
+			out = append(out, peer.AddrInfo{ID: id})
+		}
+	}
+	return out
+}

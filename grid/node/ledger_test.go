@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
-
 	"github.com/sphere-grid/sphere/ledger"
 )
 
@@ -24,13 +22,12 @@ func TestLedgerExchange(t *testing.T) {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	mk := func(boot []peer.AddrInfo) *running {
-		return startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), Bootstrap: boot, Logger: log,
-			LedgerFile: filepath.Join(t.TempDir(), "ledger.db")})
+	cfg := func() Config {
+		return Config{GridKey: psk, StorageDir: t.TempDir(), Logger: log, LedgerFile: filepath.Join(t.TempDir(), "ledger.db")}
 	}
-	a := mk(nil)
-	b := mk([]peer.AddrInfo{selfInfo(a.Node)})
-	c := mk([]peer.AddrInfo{selfInfo(a.Node)})
+	a := startNode(t, cfg())
+	b := startMember(t, a, cfg()) // only members speak the ledger protocol
+	c := startMember(t, a, cfg())
 	ctx := context.Background()
 	for _, n := range []*running{a, b, c} {
 		waitFor(t, "logs exchanged", func() bool {
@@ -70,8 +67,7 @@ func TestLedgerExchange(t *testing.T) {
 func TestLedgerFlood(t *testing.T) {
 	psk := newPSK(t)
 	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), LedgerFile: filepath.Join(t.TempDir(), "l.db")})
-	b := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), LedgerFile: filepath.Join(t.TempDir(), "l.db"),
-		Bootstrap: []peer.AddrInfo{selfInfo(a.Node)}})
+	b := startMember(t, a, Config{StorageDir: t.TempDir(), LedgerFile: filepath.Join(t.TempDir(), "l.db")})
 	ctx := context.Background()
 	done := make(chan struct{})
 	for i := range 64 {
@@ -103,12 +99,12 @@ func TestLedgerFlood(t *testing.T) {
 // connected only through them, gets it within a few rounds.
 func TestLedgerEquivocationCaught(t *testing.T) {
 	psk := newPSK(t)
-	mk := func(boot []peer.AddrInfo) *running {
-		return startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), Bootstrap: boot, LedgerFile: filepath.Join(t.TempDir(), "l.db")})
+	cfg := func() Config {
+		return Config{GridKey: psk, StorageDir: t.TempDir(), LedgerFile: filepath.Join(t.TempDir(), "l.db")}
 	}
-	a := mk(nil)
-	b := mk([]peer.AddrInfo{selfInfo(a.Node)})
-	c := mk([]peer.AddrInfo{selfInfo(a.Node)})
+	a := startNode(t, cfg())
+	b := startMember(t, a, cfg())
+	c := startMember(t, a, cfg())
 	_, sk, _ := ed25519.GenerateKey(nil)
 	liar := ledger.PeerIDOf(sk.Public().(ed25519.PublicKey))
 	var prev *ledger.Entry

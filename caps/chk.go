@@ -21,8 +21,7 @@ var (
 	// ErrFormat: bytes or a string are malformed (wrong length, version, field).
 	ErrFormat = errors.New("malformed")
 	// ErrIntegrity: bytes are well-formed but fail a hash or signature check.
-	ErrIntegrity      = errors.New("integrity check failed")
-	errNotImplemented = errors.New("not implemented")
+	ErrIntegrity = errors.New("integrity check failed")
 )
 
 // LiteralMax is the largest file kept inside its cap (a lit cap) instead of
@@ -85,7 +84,7 @@ const (
 // than hashing a 64-byte Merkle node).
 var blockKey, nodeKey, uebKey, segKey = hasherPool(ctxBlock), hasherPool(ctxNode), hasherPool(ctxUEB), hasherPool(ctxSegment)
 
-// tagKey returns the 32-byte BLAKE3 key of a context (used by keyedSum).
+// tagKey returns the 32-byte BLAKE3 key of a context .
 func tagKey(ctx string) []byte {
 	k := make([]byte, 32)
 	blake3.DeriveKey(ctx, nil, k)
@@ -109,9 +108,6 @@ func poolFor(key []byte) *sync.Pool {
 	}})
 	return p.(*sync.Pool)
 }
-
-// keyedSum is BLAKE3 keyed with key (32 bytes, e.g. from tagKey) over data.
-func keyedSum(key, data []byte) [32]byte { return pooledSum(poolFor(key), data) }
 
 func pooledSum(pool *sync.Pool, data []byte) (out [32]byte) {
 	h := pool.Get().(*blake3.Hasher)

@@ -384,7 +384,7 @@ func TestKeyHasher(t *testing.T) {
 	}
 	h := NewKeyHasher([]byte("secret"), p)
 	h.Write(data)
-	if h.Key() != h.Key() {
+	if k1, k2 := h.Key(), h.Key(); k1 != k2 {
 		t.Error("Key changes the hasher's state")
 	}
 }

@@ -289,7 +289,7 @@ func TestMutableShareTamper(t *testing.T) {
 
 func TestWriteEnabler(t *testing.T) {
 	a, b := testWriteCap(t, 1, false), testWriteCap(t, 2, false)
-	if WriteEnabler(a, []byte("s1")) != WriteEnabler(a, []byte("s1")) {
+	if w1, w2 := WriteEnabler(a, []byte("s1")), WriteEnabler(a, []byte("s1")); w1 != w2 {
 		t.Fatal("write enabler not deterministic")
 	}
 	if WriteEnabler(a, []byte("s1")) == WriteEnabler(a, []byte("s2")) {

@@ -73,10 +73,7 @@ func TestRepairWithVerifyCap(t *testing.T) {
 			if err != nil || rep.GoodShares != 10 {
 				t.Fatalf("verify after repair: %v\n%v", err, rep)
 			}
-			var repaired []grid.Server
-			for _, s := range servers[10:] {
-				repaired = append(repaired, s)
-			}
+			repaired := append([]grid.Server(nil), servers[10:]...)
 			got, err := download(t, newClient(t, repaired, testParams(), time.Second), rc)
 			if err != nil || !bytes.Equal(got, data) {
 				t.Fatalf("download from the repaired shares alone: %v", err)

@@ -265,8 +265,7 @@ func (r *Recommender) clusters() map[PeerID]int {
 		endorse[rep] = set
 	}
 	parent := map[PeerID]PeerID{}
-	var find func(PeerID) PeerID
-	find = func(p PeerID) PeerID {
+	find := func(p PeerID) PeerID {
 		for {
 			q, ok := parent[p]
 			if !ok || q == p {

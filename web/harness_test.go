@@ -167,7 +167,6 @@ func (e *testEnv) appHost(id string) string     { return id + ".localhost:" + e.
 func (e *testEnv) ownHost() string              { return "localhost:" + e.port }
 func (e *testEnv) addr() string                 { return "127.0.0.1:" + e.port }
 func (e *testEnv) token() string                { return e.gw.Token() }
-func (e *testEnv) siteURLf(id, p string) string { return fmt.Sprintf("%s%s", e.appURL(id), p) }
 
 // raw sends a request with a path exactly as given (no client cleaning).
 func (e *testEnv) raw(method, host, path string, hdr map[string]string, body string) (*http.Response, string) {

@@ -116,7 +116,7 @@ func TestMemGrid(t *testing.T) {
 }
 
 func TestHelpers(t *testing.T) {
-	if gridtest.SI() == gridtest.SI() {
+	if a, b := gridtest.SI(), gridtest.SI(); a == b {
 		t.Fatal("SI() repeated")
 	}
 	a, b := gridtest.Data(1, 100), gridtest.Data(1, 100)

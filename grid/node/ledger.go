@@ -53,11 +53,10 @@ type ledgerService struct {
 }
 
 type peerStats struct {
-	attempts, ok  uint32
-	lastLatency   time.Duration
-	lastBps       uint64
-	lastRecorded  time.Time
-	recordedCount uint32
+	attempts, ok uint32
+	lastLatency  time.Duration
+	lastBps      uint64
+	lastRecorded time.Time
 }
 
 // ledgerFile is where the node keeps its ledger: beside the peers file.

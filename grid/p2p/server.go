@@ -97,10 +97,9 @@ func (l reqLog) Debug(msg string, args ...any) {
 // reservation is memory one request holds in its peer's, its source's and
 // the service's budgets.
 type reservation struct {
-	sv        *Service
-	ps, src   *bucket
-	n         int64
-	abandoned bool
+	sv      *Service
+	ps, src *bucket
+	n       int64
 }
 
 // grow reserves k more bytes, waiting at most IdleTimeout/4 for room:

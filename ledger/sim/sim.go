@@ -179,7 +179,6 @@ type world struct {
 	honestTput, honestN, honestFail float64
 	honestServ, riderServ           float64
 	honestAttempts, riderAttempts   float64
-	captureShares, captureTotal     float64
 	sybilClique                     []int32
 	sybilFront                      []ledger.PeerID
 	regionCap                       [][]float64

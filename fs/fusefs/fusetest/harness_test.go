@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -14,7 +13,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -299,5 +297,3 @@ func seedBytes(seed uint64) [32]byte {
 	return s
 }
 
-// isErrno reports whether err is (or wraps) errno.
-func isErrno(err error, errno syscall.Errno) bool { return errors.Is(err, errno) }

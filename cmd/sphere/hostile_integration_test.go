@@ -112,13 +112,12 @@ func newHostileGrid(t *testing.T) *hostileGrid {
 	}
 	g.procs["victim"] = c.start("victim", "node")
 	c.waitReady("victim", g.procs["victim"])
-	out, err := c.run("victim", "invite")
-	if err != nil {
-		t.Fatal(err)
-	}
-	code := lastLine(out)
 	for _, n := range names[1:] {
-		if _, err := c.run(n, "join", code); err != nil {
+		out, err := c.run("victim", "invite") // invites are one-time: one each
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.run(n, "join", lastLine(out)); err != nil {
 			t.Fatal(err)
 		}
 		g.procs[n] = c.start(n, "node")

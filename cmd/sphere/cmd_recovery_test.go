@@ -421,3 +421,85 @@ func TestUpSaysLocalGridIsForTrying(t *testing.T) {
 		t.Fatalf("code under up: %v; the local servers must not be contacts", err)
 	}
 }
+
+// TestRotateMemberIdentity: a member that is not the grid's admin rotates
+// with its node stopped: the admin (a running node) admits the new
+// identity and removes the old; the member's node comes back under the new
+// id on a fresh store; a home recovered from the old code connects to no one.
+func TestRotateMemberIdentity(t *testing.T) {
+	c := newCluster(t)
+	for _, n := range []string{"a", "b"} {
+		if _, err := c.run(n, "init", "--servers", "1"); err != nil {
+			t.Fatal(err)
+		}
+		setShares(t, c.home(n), 1, 1, 2)
+	}
+	pa := c.start("a", "node")
+	c.waitReady("a", pa)
+	out, err := c.run("a", "invite")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb := c.start("b", "node")
+	c.waitReady("b", pb)
+	if _, err := c.runStdin("b", lastLine(out)+"\n", "join"); err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(c.dir, "f")
+	randFile(t, f, 21, 4000)
+	if _, err := c.run("b", "cp", f, "sphere:/f"); err != nil {
+		t.Fatal(err)
+	}
+	code := lastLine(c.must("b", "recovery"))
+	oldID := c.status("b").PeerID
+	pb.stop()
+	out = c.must("b", "recovery", "--rotate")
+	if !strings.Contains(out, "the grid's admin admitted the new identity") {
+		t.Fatalf("rotate output:\n%s", out)
+	}
+	var mr node.MembersReply
+	if err := json.Unmarshal([]byte(c.must("a", "members", "--json")), &mr); err != nil || !slices.Contains(mr.Removed, oldID) || len(mr.Members) != 2 {
+		t.Fatalf("admin's list after the rotation: %v %+v", err, mr)
+	}
+	pb = c.start("b", "node")
+	c.waitReady("b", pb)
+	c.waitConnected("b", 1)
+	st := c.status("b")
+	if st.PeerID == oldID || !slices.ContainsFunc(mr.Members, func(m node.MemberInfo) bool { return m.PeerID == st.PeerID }) {
+		t.Fatalf("b runs as %s, the admin lists %+v", st.PeerID, mr.Members)
+	}
+	back := filepath.Join(c.dir, "back")
+	c.must("b", "cp", "sphere:/f", back)
+	if want, got := readFileT(t, f), readFileT(t, back); !bytes.Equal(want, got) {
+		t.Fatal("the file differs after rotation")
+	}
+	pb.stop()
+	if _, errs, rc := c.runStdinRC("thief", code, "recover"); rc != 0 {
+		t.Fatalf("recover from the old code: %s", errs)
+	}
+	thief := c.start("thief", "node")
+	c.waitReady("thief", thief)
+	time.Sleep(2 * time.Second)
+	if st := c.status("thief"); len(st.Connected) != 0 {
+		t.Fatalf("the old identity is still admitted: connected to %v", st.Connected)
+	}
+}
+
+// must runs a short-lived verb for home and fails the test on error.
+func (c *cluster) must(home string, args ...string) string {
+	c.t.Helper()
+	out, err := c.run(home, args...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+func readFileT(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

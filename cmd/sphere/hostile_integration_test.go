@@ -113,12 +113,11 @@ func newHostileGrid(t *testing.T) *hostileGrid {
 	g.procs["victim"] = c.start("victim", "node")
 	c.waitReady("victim", g.procs["victim"])
 	for _, n := range names[1:] {
-		out, err := c.run("victim", "invite") // invites are single-use: one per joiner
+		out, err := c.run("victim", "invite") // invites are one-time: one each
 		if err != nil {
 			t.Fatal(err)
 		}
-		code := lastLine(out)
-		if _, err := c.run(n, "join", code); err != nil {
+		if _, err := c.run(n, "join", lastLine(out)); err != nil {
 			t.Fatal(err)
 		}
 		g.procs[n] = c.start(n, "node")

@@ -405,7 +405,7 @@ func (n *Node) StoragePeers() []peer.AddrInfo {
 // invite must be for this node's grid.
 func (n *Node) Join(ctx context.Context, inv Invite) (int, error) {
 	if !bytes.Equal(inv.PSK, n.cfg.GridKey) {
-		return 0, errors.New("join: the invite is for another grid; restart the node to switch to it")
+		return 0, errors.New("join: the invite is for another grid (POST /v1/switch moves the node to it)")
 	}
 	n.members.mu.Lock()
 	admin := n.members.admin

@@ -36,7 +36,7 @@ runs per home: a second one is refused.`,
 				return err
 			}
 			cfg.StorageDir = h.StorageDir()
-			return runNode(cmd.Context(), h, cfg, func(nd *node.Node) {
+			return runNode(cmd.Context(), cfg, func(nd *node.Node) {
 				go renewLoop(cmd.Context(), h, cfg.Logger)
 				if _, err := startGateway(cmd.Context(), g, h, nd); err != nil {
 					cfg.Logger.Warn("No web gateway", "err", err)
@@ -114,7 +114,7 @@ func nodeConfig(h *home.Home, log *slog.Logger) (node.Config, error) {
 // home and starts the next node, with the same storage and local servers,
 // holding the home's lock throughout. With SPHERE_CPUPROFILE=FILE it
 // writes a CPU profile of its whole run (for docs/BENCHMARKS.md).
-func runNode(ctx context.Context, h *home.Home, cfg node.Config, onReady func(*node.Node)) error {
+func runNode(ctx context.Context, cfg node.Config, onReady func(*node.Node)) error {
 	if path := os.Getenv("SPHERE_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err != nil {
@@ -146,7 +146,7 @@ func runNode(ctx context.Context, h *home.Home, cfg node.Config, onReady func(*n
 		if !errors.As(err, &sw) {
 			return err
 		}
-		if h, cfg, err = switchHome(cfg, sw); err != nil {
+		if _, cfg, err = switchHome(cfg, sw); err != nil {
 			return err
 		}
 	}

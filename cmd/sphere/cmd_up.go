@@ -45,7 +45,7 @@ running until Ctrl-C. While it runs, put, get and the other verbs use it.`,
 				}
 				cfg.LocalServers = append(cfg.LocalServers, node.LocalServer{Dir: h.ServerDir(i), Identity: priv, Quota: h.StoreQuota(n)})
 			}
-			return runNode(cmd.Context(), h, cfg, func(nd *node.Node) {
+			return runNode(cmd.Context(), cfg, func(nd *node.Node) {
 				go renewLoop(cmd.Context(), h, log)
 				if _, err := startGateway(cmd.Context(), g, h, nd); err != nil {
 					log.Warn("No web gateway", "err", err)

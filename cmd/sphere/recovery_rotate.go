@@ -60,7 +60,6 @@ const maxRotateEntries = 1 << 20
 // rotator re-links a tree: reads with old, creates with new.
 type rotator struct {
 	old, new *grid.Client
-	log      *slog.Logger
 	files    []caps.Cap // files to move to the new lease secret
 	oldDirs  []caps.Cap // directories of the old tree (their leases are dropped)
 	seen     map[string]caps.MutableWriteCap

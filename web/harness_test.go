@@ -161,12 +161,12 @@ func (e *testEnv) push(dir string, wc caps.Cap) gitremote.Stats {
 	return stats
 }
 
-func (e *testEnv) gwURL() string                { return "http://localhost:" + e.port + "/" }
-func (e *testEnv) appURL(id string) string      { return "http://" + id + ".localhost:" + e.port }
-func (e *testEnv) appHost(id string) string     { return id + ".localhost:" + e.port }
-func (e *testEnv) ownHost() string              { return "localhost:" + e.port }
-func (e *testEnv) addr() string                 { return "127.0.0.1:" + e.port }
-func (e *testEnv) token() string                { return e.gw.Token() }
+func (e *testEnv) gwURL() string            { return "http://localhost:" + e.port + "/" }
+func (e *testEnv) appURL(id string) string  { return "http://" + id + ".localhost:" + e.port }
+func (e *testEnv) appHost(id string) string { return id + ".localhost:" + e.port }
+func (e *testEnv) ownHost() string          { return "localhost:" + e.port }
+func (e *testEnv) addr() string             { return "127.0.0.1:" + e.port }
+func (e *testEnv) token() string            { return e.gw.Token() }
 
 // raw sends a request with a path exactly as given (no client cleaning).
 func (e *testEnv) raw(method, host, path string, hdr map[string]string, body string) (*http.Response, string) {

@@ -296,4 +296,3 @@ func seedBytes(seed uint64) [32]byte {
 	}
 	return s
 }
-

@@ -5,9 +5,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
+	"math"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,6 +24,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/record"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sphere-grid/sphere/caps"
 	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
@@ -587,4 +595,255 @@ func (g *hostileGrid) honestIDs(t *testing.T) map[string]bool {
 	}
 	return ids
 }
-func attackMemberBook(t *testing.T, g *hostileGrid) { t.Skip("todo") }
+
+// members runs `sphere members --json` for home.
+func (g *hostileGrid) members(t *testing.T, home string) node.MembersReply {
+	t.Helper()
+	out, err := g.c.run(home, "members", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mr node.MembersReply
+	if err := json.Unmarshal([]byte(out), &mr); err != nil {
+		t.Fatalf("members --json: %v: %q", err, out)
+	}
+	return mr
+}
+
+// sealRecord is a signed peer record for id with addrs, signed by key;
+// pub, when set, replaces the signer's public key in the envelope (a
+// forged signature).
+func sealRecord(t *testing.T, key crypto.PrivKey, id peer.ID, addrs []ma.Multiaddr, pub crypto.PubKey) []byte {
+	t.Helper()
+	rec := peer.PeerRecordFromAddrInfo(peer.AddrInfo{ID: id, Addrs: addrs})
+	rec.Seq = math.MaxUint64 - 1 // newer than anything held
+	env, err := record.Seal(rec, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub != nil {
+		env.PublicKey = pub
+	}
+	b, err := env.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// exchange sends msg (length prefix included) to the victim over the
+// member exchange as h and reports whether the victim answered.
+func (g *hostileGrid) exchange(t *testing.T, h host.Host, msg []byte) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	s, err := h.NewStream(ctx, g.victimID, node.PeersProtocol)
+	if err != nil {
+		return false
+	}
+	defer s.Reset()
+	_ = s.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := s.Write(msg); err != nil {
+		return false
+	}
+	_ = s.CloseWrite()
+	var hdr [4]byte
+	if _, err := io.ReadFull(s, hdr[:]); err != nil {
+		return false
+	}
+	n := int64(binary.BigEndian.Uint32(hdr[:]))
+	got, err := io.Copy(io.Discard, io.LimitReader(s, n))
+	return err == nil && got == n
+}
+
+// attackMemberBook: the hostile member poisons the victim's member book
+// over the member exchange with (a) 3000 records and delegations signed by
+// fresh keys, (b) records claiming the honest members' ids with the
+// attacker's addresses (signed by the attacker, or carrying the member's
+// public key with the attacker's signature), its own record with too many
+// addresses, delegations naming members as its client, and a member list
+// of 1000 fresh ids signed by itself, and (c) oversized messages, 24 at
+// once. The victim's list, the members' addresses (as the victim and an
+// honest member hold them) and its connections stay as they were.
+func attackMemberBook(t *testing.T, g *hostileGrid) {
+	honest := g.honestIDs(t)
+	beforeV, beforeA := g.members(t, "victim"), g.members(t, "a")
+	stBefore := g.c.status("victim")
+	addrs := g.attacker.Addrs()
+	if len(addrs) == 0 {
+		t.Fatal("attacker host has no addresses")
+	}
+	self := g.attacker.ID()
+
+	// (a) records and delegations signed by 3000 fresh keys, 1000 a message
+	// (the protocol's bound is 1024), beside the attacker's own
+	// delegations of 1000 client ids.
+	answered := 0
+	for range 3 {
+		var recs, delegs [][]byte
+		for range 1000 {
+			k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := peer.IDFromPrivateKey(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, sealRecord(t, k, id, addrs, nil))
+			d, err := node.SignDelegation(k, g.psk, self)
+			if err != nil {
+				t.Fatal(err)
+			}
+			own, err := node.SignDelegation(g.priv, g.psk, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			delegs = append(delegs, d, own)
+		}
+		if g.exchange(t, g.attacker, node.ExchangeMessage(nil, recs, delegs[:1000])) {
+			answered++
+		}
+		if g.exchange(t, g.attacker, node.ExchangeMessage(nil, recs[:1], delegs[1000:])) {
+			answered++
+		}
+	}
+
+	// (b) claims about other members, a bloated self-claim, and a list.
+	var recs, delegs [][]byte
+	for _, mi := range beforeV.Members {
+		id, err := peer.Decode(mi.PeerID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id == self {
+			many := slices.Repeat(addrs, 9) // over the 8-address bound
+			recs = append(recs, sealRecord(t, g.priv, self, many, nil))
+			continue
+		}
+		pub, err := id.ExtractPublicKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, sealRecord(t, g.priv, id, addrs, nil), sealRecord(t, g.priv, id, addrs, pub))
+		d, err := node.SignDelegation(g.priv, g.psk, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delegs = append(delegs, d)
+	}
+	hh, err := home.Open(g.c.home("hostile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(hh.MembersFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := node.UnmarshalMemberList(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fresh []peer.ID
+	for range 1000 {
+		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		id, _ := peer.IDFromPrivateKey(k)
+		fresh = append(fresh, id)
+	}
+	forged := list.Admit(time.Now().Unix(), fresh...)
+	forged.Serial += 1000
+	if err := forged.Sign(g.priv); err != nil {
+		t.Fatal(err)
+	}
+	forgedRaw, err := forged.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.exchange(t, g.attacker, node.ExchangeMessage(forgedRaw, recs, delegs)) {
+		answered++
+	}
+	if answered != 7 {
+		t.Errorf("victim answered %d of 7 well-formed exchanges from a member", answered)
+	}
+
+	// (c) oversized: 24 at once, each claiming 1 MiB (the bound) of records
+	// the message does not hold, one claiming 64 MiB, and one with 65535
+	// records counted.
+	big := make([]byte, 4+1<<20)
+	binary.BigEndian.PutUint32(big, 1<<20)
+	big[4] = 2
+	var wg sync.WaitGroup
+	var oversizedAnswered atomic.Int64
+	for i := range 26 {
+		msg := big
+		switch i {
+		case 24:
+			msg = binary.BigEndian.AppendUint32(nil, 64<<20)
+			msg = append(msg, big[4:]...)
+		case 25:
+			msg = node.ExchangeMessage(nil, nil, nil)
+			msg = append(msg[:len(msg)-4], 0xff, 0xff, 0, 0) // 65535 records, then nothing
+		}
+		wg.Go(func() {
+			if g.exchange(t, g.attacker, msg) {
+				oversizedAnswered.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := oversizedAnswered.Load(); n != 0 {
+		t.Errorf("victim answered %d oversized or malformed exchanges", n)
+	}
+	time.Sleep(500 * time.Millisecond) // the victim absorbs after answering
+
+	// The victim's list and book, and an honest member's, are unchanged.
+	for _, c := range []struct {
+		home   string
+		before node.MembersReply
+	}{{"victim", beforeV}, {"a", beforeA}} {
+		after := g.members(t, c.home)
+		if after.Serial != c.before.Serial || after.Admin != c.before.Admin || len(after.Members) != len(c.before.Members) {
+			t.Errorf("%s: member list %d (admin %s, %d members) became %d (admin %s, %d members)", c.home,
+				c.before.Serial, c.before.Admin, len(c.before.Members), after.Serial, after.Admin, len(after.Members))
+			continue
+		}
+		for i, mi := range after.Members {
+			was := c.before.Members[i]
+			if mi.PeerID != was.PeerID || !slices.Equal(mi.Addrs, was.Addrs) {
+				t.Errorf("%s: member %s at %v became %s at %v", c.home, was.PeerID, was.Addrs, mi.PeerID, mi.Addrs)
+			}
+			for _, a := range mi.Addrs {
+				if strings.Contains(a, "/ip4/127.0.0.2/") {
+					t.Errorf("%s: member %s has the attacker's address %s", c.home, mi.PeerID, a)
+				}
+			}
+		}
+	}
+	vh, err := home.Open(g.c.home("victim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	book, err := node.LoadKnownPeers(vh.PeersFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("victim's book on disk: %d addresses; members %d", len(book), len(beforeV.Members))
+	for _, a := range book {
+		if strings.Contains(a, "/ip4/127.0.0.2/") {
+			t.Errorf("victim persisted the attacker's address %s", a)
+		}
+	}
+	st := g.c.status("victim")
+	if st.Members != stBefore.Members || st.ListSerial != stBefore.ListSerial {
+		t.Errorf("victim status: %d members (list %d), before %d (list %d)", st.Members, st.ListSerial, stBefore.Members, stBefore.ListSerial)
+	}
+	connected := 0
+	for _, id := range st.Connected {
+		if honest[id] {
+			connected++
+		}
+	}
+	if connected != len(honest) {
+		t.Errorf("victim connected to %d of %d honest members after the attack", connected, len(honest))
+	}
+}

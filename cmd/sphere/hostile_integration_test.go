@@ -5,10 +5,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
+	"io"
 	"io/fs"
+	"math"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,10 +24,13 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/record"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sphere-grid/sphere/caps"
 	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
 	"github.com/sphere-grid/sphere/grid"
+	"github.com/sphere-grid/sphere/grid/boltserver"
 	"github.com/sphere-grid/sphere/grid/node"
 	"github.com/sphere-grid/sphere/grid/p2p"
 )
@@ -47,12 +57,13 @@ type hostileGrid struct {
 	victimID peer.ID
 	victim   []peer.AddrInfo // the victim's addresses
 	attacker host.Host       // the hostile member's own identity
+	priv     crypto.PrivKey  // the hostile member's identity key
 	procs    map[string]*proc
 	puts     int
 }
 
 // TestHostileMember runs every attack against one grid, each followed by
-// the same checks. Subtests that are someone else's fix skip, naming who.
+// the same checks.
 func TestHostileMember(t *testing.T) {
 	g := newHostileGrid(t)
 	attacks := []struct {
@@ -64,20 +75,8 @@ func TestHostileMember(t *testing.T) {
 		{"trickle", attackTrickle},
 		{"throwawayIdentities", attackIdentities},
 		{"diskFill", attackDiskFill},
-		{"leaseFlood", func(t *testing.T, g *hostileGrid) {
-			// TODO(helper "store"): server-set lease expiry, a cap on leases
-			// per share and lease metadata counted in the quota. Attack: add
-			// thousands of leases to one share with fresh renew secrets and
-			// far expiries, then check the victim's disk, lease count and
-			// sweep bound.
-			t.Skip(`lease floods are being fixed by helper "store"; attack to be added here`)
-		}},
-		{"memberBookPoisoning", func(t *testing.T, g *hostileGrid) {
-			// TODO(helper "members"): signed self-claims and a bounded book.
-			// Attack: announce fake members and other members' addresses
-			// over the members protocol, then check the victim's book.
-			t.Skip(`member-book poisoning is being fixed by helper "members"; attack to be added here`)
-		}},
+		{"leaseFlood", attackLeaseFlood},
+		{"memberBookPoisoning", attackMemberBook},
 	}
 	for _, a := range attacks {
 		t.Run(a.name, func(t *testing.T) {
@@ -149,7 +148,7 @@ func newHostileGrid(t *testing.T) *hostileGrid {
 	if g.victim, err = node.ParseAddrs(st.Addrs); err != nil {
 		t.Fatal(err)
 	}
-	g.attacker = g.newHost(t, priv)
+	g.attacker, g.priv = g.newHost(t, priv), priv
 	return g
 }
 
@@ -411,5 +410,440 @@ func attackDiskFill(t *testing.T, g *hostileGrid) {
 	}
 	if !full {
 		t.Errorf("victim with a %d MiB quota took six more 64 MiB shares", victimQuota>>20)
+	}
+}
+
+// farFuture is how long a hostile client asks its leases to last.
+var farFuture = time.Date(2261, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// hostileLease is a lease with fresh secrets asking for farFuture.
+func hostileLease() grid.Lease {
+	l := grid.Lease{Expires: farFuture}
+	_, _ = rand.Read(l.RenewSecret[:])
+	_, _ = rand.Read(l.CancelSecret[:])
+	return l
+}
+
+// attackLeaseFlood: the hostile member adds thousands of leases with
+// fresh renew secrets, each asking to last until 2261: 64 on one storage
+// index, 15 on each of 160 more, then fills the victim to within a few
+// leases of its quota and adds more. The victim holds at most
+// grid.MaxLeases per storage index, charges each lease to its quota,
+// refuses leases past it, and dates every lease itself (checked in its
+// store after stopping it, then it is restarted).
+func attackLeaseFlood(t *testing.T, g *hostileGrid) {
+	cl := p2p.NewClient(g.attacker, g.victimID, p2p.ClientOptions{})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	before := g.c.status("victim")
+	share := make([]byte, 512)
+	newSI := func() caps.StorageIndex {
+		var si caps.StorageIndex
+		_, _ = rand.Read(si[:])
+		return si
+	}
+
+	// One storage index, 64 distinct leases: the limit holds, renewals work.
+	hot := newSI()
+	first := hostileLease()
+	if err := cl.WriteShare(ctx, hot, 0, int64(len(share)), bytes.NewReader(share), first); err != nil {
+		t.Fatalf("hostile member stores a share on the victim: %v", err)
+	}
+	held := 1
+	for i := range 63 {
+		switch err := cl.AddLease(ctx, hot, hostileLease()); {
+		case err == nil:
+			held++
+		case !errors.Is(err, grid.ErrNoSpace):
+			t.Fatalf("lease %d on one storage index: %v", i+2, err)
+		}
+	}
+	if held != grid.MaxLeases {
+		t.Errorf("victim took %d of 64 distinct leases on one storage index, want %d", held, grid.MaxLeases)
+	}
+	if err := cl.AddLease(ctx, hot, first); err != nil {
+		t.Errorf("renewing a held lease at the limit: %v", err)
+	}
+
+	// 160 storage indexes, each a share and 14 more leases (2400 leases),
+	// leaving room for one more on each.
+	const nSI, perSI = 160, grid.MaxLeases - 2
+	sis := make([]caps.StorageIndex, nSI)
+	for i := range sis {
+		sis[i] = newSI()
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; i < nSI && failed.Load() == 0; i += 4 {
+				err := cl.WriteShare(ctx, sis[i], 0, int64(len(share)), bytes.NewReader(share), hostileLease())
+				for j := 0; j < perSI && err == nil; j++ {
+					err = cl.AddLease(ctx, sis[i], hostileLease())
+				}
+				if err != nil {
+					failed.Add(1)
+					t.Errorf("leases on storage index %d: %v", i, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// Every share and lease is charged: Used grew by at least that.
+	mid := g.c.status("victim")
+	shares, leases := int64(1+nSI), int64(grid.MaxLeases+nSI*(1+perSI))
+	want := shares*(int64(len(share))+grid.ShareCharge) + leases*grid.LeaseCharge
+	t.Logf("%d leases on %d storage indexes: victim used %d -> %d bytes (%d charged, want at least %d)",
+		leases, shares, before.Used, mid.Used, mid.Used-before.Used, want)
+	if mid.Used-before.Used < want {
+		t.Errorf("victim charged %d bytes for %d shares and %d leases, want at least %d", mid.Used-before.Used, shares, leases, want)
+	}
+
+	// Fill the victim to 32 leases below its quota, then offer 128 leases
+	// where the limit has room: past the quota they are refused.
+	const room = 32
+	spare := mid.Quota - mid.Used - grid.ShareCharge - grid.LeaseCharge - room*grid.LeaseCharge
+	if spare > 0 {
+		if err := cl.WriteShare(ctx, newSI(), 0, spare, bytes.NewReader(make([]byte, spare)), hostileLease()); err != nil {
+			t.Fatalf("filling the victim (%d bytes): %v", spare, err)
+		}
+	}
+	took, refused := 0, 0
+	for i := range 4 * room {
+		switch err := cl.AddLease(ctx, sis[i], hostileLease()); {
+		case err == nil:
+			took++
+		case errors.Is(err, grid.ErrNoSpace):
+			refused++
+		default:
+			t.Fatalf("lease past the quota: %v", err)
+		}
+	}
+	full := g.c.status("victim")
+	t.Logf("victim full: %d of %d more leases taken; used %d of %d bytes", took, 4*room, full.Used, full.Quota)
+	if took > room || refused == 0 || full.Used > full.Quota {
+		t.Errorf("victim with room for %d leases took %d of %d (used %d, quota %d)", room, took, 4*room, full.Used, full.Quota)
+	}
+	g.checkVictim(t)
+
+	// Every lease in the victim's store ends within one term from now,
+	// whatever the client asked.
+	g.procs["victim"].stop()
+	vh, err := home.Open(g.c.home("victim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := boltserver.Open(vh.StorageDir(), boltserver.Options{Quota: victimQuota, LockTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatalf("opening the victim's store: %v", err)
+	}
+	st, err := store.Stat(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dated, err := store.ExpiringBefore(ctx, time.Now().Add(grid.DefaultLeaseTerm+time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("victim's store: %d shares, %d with leases ending within a term; used %d of %d", st.Shares, dated, st.Used, st.Quota)
+	if st.Shares < int(shares) || dated != st.Shares {
+		t.Errorf("%d of the victim's %d shares have a lease ending later than a lease term (%v) from now: the client dated them", st.Shares-dated, st.Shares, grid.DefaultLeaseTerm)
+	}
+	if st.Used > victimQuota {
+		t.Errorf("victim's store counts %d bytes, quota %d", st.Used, victimQuota)
+	}
+	g.restartVictim(t)
+}
+
+// restartVictim starts the victim's node again and waits (bounded) until
+// it is connected to the honest members.
+func (g *hostileGrid) restartVictim(t *testing.T) {
+	t.Helper()
+	g.procs["victim"] = g.c.start("victim", "node")
+	g.c.waitReady("victim", g.procs["victim"])
+	honest := g.honestIDs(t)
+	for try := 0; ; try++ {
+		st := g.c.status("victim")
+		n := 0
+		for _, id := range st.Connected {
+			if honest[id] {
+				n++
+			}
+		}
+		if n == len(honest) {
+			return
+		}
+		if try == 150 {
+			t.Fatalf("restarted victim connected to %d of %d honest members", n, len(honest))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// honestIDs are the peer ids of the honest members a, b and c.
+func (g *hostileGrid) honestIDs(t *testing.T) map[string]bool {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, n := range []string{"a", "b", "c"} {
+		ids[g.c.status(n).PeerID] = true
+	}
+	return ids
+}
+
+// members runs `sphere members --json` for home.
+func (g *hostileGrid) members(t *testing.T, home string) node.MembersReply {
+	t.Helper()
+	out, err := g.c.run(home, "members", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mr node.MembersReply
+	if err := json.Unmarshal([]byte(out), &mr); err != nil {
+		t.Fatalf("members --json: %v: %q", err, out)
+	}
+	return mr
+}
+
+// sealRecord is a signed peer record for id with addrs, signed by key;
+// pub, when set, replaces the signer's public key in the envelope (a
+// forged signature).
+func sealRecord(t *testing.T, key crypto.PrivKey, id peer.ID, addrs []ma.Multiaddr, pub crypto.PubKey) []byte {
+	t.Helper()
+	rec := peer.PeerRecordFromAddrInfo(peer.AddrInfo{ID: id, Addrs: addrs})
+	rec.Seq = math.MaxUint64 - 1 // newer than anything held
+	env, err := record.Seal(rec, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub != nil {
+		env.PublicKey = pub
+	}
+	b, err := env.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// exchange sends msg (length prefix included) to the victim over the
+// member exchange as h and reports whether the victim answered.
+func (g *hostileGrid) exchange(t *testing.T, h host.Host, msg []byte) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	s, err := h.NewStream(ctx, g.victimID, node.PeersProtocol)
+	if err != nil {
+		return false
+	}
+	defer s.Reset()
+	_ = s.SetDeadline(time.Now().Add(15 * time.Second))
+	if _, err := s.Write(msg); err != nil {
+		return false
+	}
+	_ = s.CloseWrite()
+	var hdr [4]byte
+	if _, err := io.ReadFull(s, hdr[:]); err != nil {
+		return false
+	}
+	n := int64(binary.BigEndian.Uint32(hdr[:]))
+	got, err := io.Copy(io.Discard, io.LimitReader(s, n))
+	return err == nil && got == n
+}
+
+// attackMemberBook: the hostile member poisons the victim's member book
+// over the member exchange with (a) 3000 records and delegations signed by
+// fresh keys, (b) records claiming the honest members' ids with the
+// attacker's addresses (signed by the attacker, or carrying the member's
+// public key with the attacker's signature), its own record with too many
+// addresses, delegations naming members as its client, and a member list
+// of 1000 fresh ids signed by itself, and (c) oversized messages, 24 at
+// once. The victim's list, the members' addresses (as the victim and an
+// honest member hold them) and its connections stay as they were.
+func attackMemberBook(t *testing.T, g *hostileGrid) {
+	honest := g.honestIDs(t)
+	beforeV, beforeA := g.members(t, "victim"), g.members(t, "a")
+	stBefore := g.c.status("victim")
+	addrs := g.attacker.Addrs()
+	if len(addrs) == 0 {
+		t.Fatal("attacker host has no addresses")
+	}
+	self := g.attacker.ID()
+
+	// (a) records and delegations signed by 3000 fresh keys, 1000 a message
+	// (the protocol's bound is 1024), beside the attacker's own
+	// delegations of 1000 client ids.
+	answered := 0
+	for range 3 {
+		var recs, delegs [][]byte
+		for range 1000 {
+			k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := peer.IDFromPrivateKey(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			recs = append(recs, sealRecord(t, k, id, addrs, nil))
+			d, err := node.SignDelegation(k, g.psk, self)
+			if err != nil {
+				t.Fatal(err)
+			}
+			own, err := node.SignDelegation(g.priv, g.psk, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			delegs = append(delegs, d, own)
+		}
+		if g.exchange(t, g.attacker, node.ExchangeMessage(nil, recs, delegs[:1000])) {
+			answered++
+		}
+		if g.exchange(t, g.attacker, node.ExchangeMessage(nil, recs[:1], delegs[1000:])) {
+			answered++
+		}
+	}
+
+	// (b) claims about other members, a bloated self-claim, and a list.
+	var recs, delegs [][]byte
+	for _, mi := range beforeV.Members {
+		id, err := peer.Decode(mi.PeerID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if id == self {
+			many := slices.Repeat(addrs, 9) // over the 8-address bound
+			recs = append(recs, sealRecord(t, g.priv, self, many, nil))
+			continue
+		}
+		pub, err := id.ExtractPublicKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, sealRecord(t, g.priv, id, addrs, nil), sealRecord(t, g.priv, id, addrs, pub))
+		d, err := node.SignDelegation(g.priv, g.psk, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delegs = append(delegs, d)
+	}
+	hh, err := home.Open(g.c.home("hostile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(hh.MembersFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := node.UnmarshalMemberList(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fresh []peer.ID
+	for range 1000 {
+		k, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+		id, _ := peer.IDFromPrivateKey(k)
+		fresh = append(fresh, id)
+	}
+	forged := list.Admit(time.Now().Unix(), fresh...)
+	forged.Serial += 1000
+	if err := forged.Sign(g.priv); err != nil {
+		t.Fatal(err)
+	}
+	forgedRaw, err := forged.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.exchange(t, g.attacker, node.ExchangeMessage(forgedRaw, recs, delegs)) {
+		answered++
+	}
+	if answered != 7 {
+		t.Errorf("victim answered %d of 7 well-formed exchanges from a member", answered)
+	}
+
+	// (c) oversized: 24 at once, each claiming 1 MiB (the bound) of records
+	// the message does not hold, one claiming 64 MiB, and one with 65535
+	// records counted.
+	big := make([]byte, 4+1<<20)
+	binary.BigEndian.PutUint32(big, 1<<20)
+	big[4] = 2
+	var wg sync.WaitGroup
+	var oversizedAnswered atomic.Int64
+	for i := range 26 {
+		msg := big
+		switch i {
+		case 24:
+			msg = binary.BigEndian.AppendUint32(nil, 64<<20)
+			msg = append(msg, big[4:]...)
+		case 25:
+			msg = node.ExchangeMessage(nil, nil, nil)
+			msg = append(msg[:len(msg)-4], 0xff, 0xff, 0, 0) // 65535 records, then nothing
+		}
+		wg.Go(func() {
+			if g.exchange(t, g.attacker, msg) {
+				oversizedAnswered.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := oversizedAnswered.Load(); n != 0 {
+		t.Errorf("victim answered %d oversized or malformed exchanges", n)
+	}
+	time.Sleep(500 * time.Millisecond) // the victim absorbs after answering
+
+	// The victim's list and book, and an honest member's, are unchanged.
+	for _, c := range []struct {
+		home   string
+		before node.MembersReply
+	}{{"victim", beforeV}, {"a", beforeA}} {
+		after := g.members(t, c.home)
+		if after.Serial != c.before.Serial || after.Admin != c.before.Admin || len(after.Members) != len(c.before.Members) {
+			t.Errorf("%s: member list %d (admin %s, %d members) became %d (admin %s, %d members)", c.home,
+				c.before.Serial, c.before.Admin, len(c.before.Members), after.Serial, after.Admin, len(after.Members))
+			continue
+		}
+		for i, mi := range after.Members {
+			was := c.before.Members[i]
+			if mi.PeerID != was.PeerID || !slices.Equal(mi.Addrs, was.Addrs) {
+				t.Errorf("%s: member %s at %v became %s at %v", c.home, was.PeerID, was.Addrs, mi.PeerID, mi.Addrs)
+			}
+			for _, a := range mi.Addrs {
+				if strings.Contains(a, "/ip4/127.0.0.2/") {
+					t.Errorf("%s: member %s has the attacker's address %s", c.home, mi.PeerID, a)
+				}
+			}
+		}
+	}
+	vh, err := home.Open(g.c.home("victim"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	book, err := node.LoadKnownPeers(vh.PeersFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("victim's book on disk: %d addresses; members %d", len(book), len(beforeV.Members))
+	for _, a := range book {
+		if strings.Contains(a, "/ip4/127.0.0.2/") {
+			t.Errorf("victim persisted the attacker's address %s", a)
+		}
+	}
+	st := g.c.status("victim")
+	if st.Members != stBefore.Members || st.ListSerial != stBefore.ListSerial {
+		t.Errorf("victim status: %d members (list %d), before %d (list %d)", st.Members, st.ListSerial, stBefore.Members, stBefore.ListSerial)
+	}
+	connected := 0
+	for _, id := range st.Connected {
+		if honest[id] {
+			connected++
+		}
+	}
+	if connected != len(honest) {
+		t.Errorf("victim connected to %d of %d honest members after the attack", connected, len(honest))
 	}
 }

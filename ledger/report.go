@@ -109,3 +109,36 @@ func (s *Store) Report(now time.Time, policy Policy, name func(PeerID) string) (
 	r.Balances = acc.Balances(now, policy.Window)
 	return r, nil
 }
+
+// Accounts scans every log held (up to maxReportScan entries each) and the
+// fork proofs into fresh Accounts: balances from countersigned entries,
+// convictions from valid proofs. It reads the whole store: callers on a
+// hot path cache the result.
+func (s *Store) Accounts() (*Accounts, error) {
+	heads, err := s.Heads()
+	if err != nil {
+		return nil, err
+	}
+	acc := NewAccounts(s.self)
+	for _, h := range heads {
+		for from := uint64(0); from < min(h.Length, maxReportScan); from += 1024 {
+			es, err := s.Entries(h.Author, from, 1024)
+			if err != nil {
+				return nil, err
+			}
+			for _, e := range es {
+				acc.Add(e)
+			}
+		}
+	}
+	ps, err := s.ForkProofs()
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ps {
+		if who, _, err := p.Verify(); err == nil {
+			acc.Convict(who)
+		}
+	}
+	return acc, nil
+}

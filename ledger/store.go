@@ -135,6 +135,13 @@ func idxKey(i uint64) []byte { return binary.BigEndian.AppendUint64(nil, i) }
 
 // Append signs body as the next entry of the node's own log and stores it.
 func (s *Store) Append(body Body) (*Entry, error) {
+	// A countersignature that does not verify would make the node's own
+	// log fail verification everywhere: refuse it here.
+	for _, c := range countersigsOf(body) {
+		if !verifyOne(c) {
+			return nil, fmt.Errorf("append to ledger: %v's countersignature does not verify: %w", c.key.Short(), ErrFormat)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var e *Entry
@@ -159,6 +166,13 @@ func (s *Store) Append(body Body) (*Entry, error) {
 		return nil, fmt.Errorf("append to ledger: %w", err)
 	}
 	return e, nil
+}
+
+func countersigsOf(b Body) []sigCheck {
+	if b == nil {
+		return nil // NewEntry says what is wrong
+	}
+	return b.countersigs(nil)
 }
 
 func putEntries(tx *bolt.Tx, author PeerID, start uint64, raw [][]byte, h Head) error {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,8 +28,11 @@ signed, hash-chained log, the peers' logs it holds (each verified end to end whe
 fetched), balances per peer in byte-days from countersigned entries, and any fork
 proofs (peers caught signing two versions of their log).
 
-Today the node records observations of the peers it exchanges logs with; lease
-agreements and delivery receipts are not yet recorded on real transfers.`,
+Today the node records observations of the peers it exchanges logs with, and
+counts the bytes its stores take from and send to each peer (shown under
+Service; those counts are the node's own and earn no credit). Lease agreements
+and delivery receipts are not yet signed on real transfers, so balances stay
+empty until they are.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := dialNode(cmd.Context())
@@ -56,14 +58,7 @@ agreements and delivery receipts are not yet recorded on real transfers.`,
 			for _, l := range rep.Logs {
 				fmt.Fprintf(g.stdout, "  %s  %d entries, last %s\n", l.Author, l.Length, l.Time.Format(time.RFC3339))
 			}
-			if len(rep.Balances) > 0 {
-				tw := tabwriter.NewWriter(g.stdout, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "Balances:\tgiven byte-days\treceived byte-days\tstoring for\tstored by\t")
-				for _, b := range rep.Balances {
-					fmt.Fprintf(tw, "  %s\t%.0f\t%.0f\t%d\t%d\t\n", node.LedgerToPeerID(b.Peer), b.GivenByteDays, b.ReceivedByteDays, b.StoringFor, b.StoredBy)
-				}
-				tw.Flush()
-			}
+			printAccounting(g.stdout, rep.Accounting)
 			fmt.Fprintf(g.stdout, "Fork proofs held: %d\n", len(rep.Forks))
 			for _, f := range rep.Forks {
 				fmt.Fprintf(g.stdout, "  %s signed two entries at index %d\n", f.Author, f.Index)

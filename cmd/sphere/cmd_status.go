@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -90,6 +91,7 @@ for it.`,
 			m := st.Memory
 			fmt.Fprintf(g.stdout, "Memory:  heap %s; peers' requests hold %s of %s (%d refused busy, %d cut off)\n",
 				humanBytes(int64(m.HeapInuse)), humanBytes(m.Buffered), humanBytes(m.Budget), m.Refused, m.CutOff)
+			printAccounting(g.stdout, st.Accounting)
 			return nil
 		},
 	}
@@ -129,5 +131,39 @@ func printDriveLeases(w io.Writer, r *renewRecord) {
 		r.Time.Local().Format("2006-01-02 15:04"), r.By, r.Renewed, r.Caps, r.RunsOut().Local().Format("2006-01-02"), int(left.Hours()/24))
 	if left < 7*24*time.Hour {
 		fmt.Fprintln(w, "WARNING: the drive's leases run out within 7 days: run `sphere renew` (or keep the node running)")
+	}
+}
+
+// printAccounting prints balances (countersigned ledger entries) and what
+// the stores did per peer (the node's own counts, which earn no credit).
+func printAccounting(w io.Writer, a node.Accounting) {
+	adm := "off"
+	if a.Admission {
+		adm = "on"
+	}
+	fmt.Fprintf(w, "Ledger:  %d balances from countersigned entries; tit-for-tat admission %s\n", len(a.Balances), adm)
+	if len(a.Balances) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  peer\tgiven byte-days\treceived byte-days\tstoring for\tstored by\t")
+		for _, b := range a.Balances {
+			fmt.Fprintf(tw, "  %s\t%.0f\t%.0f\t%s\t%s\t\n", b.Peer, b.GivenByteDays, b.ReceivedByteDays, humanBytes(int64(b.StoringFor)), humanBytes(int64(b.StoredBy)))
+		}
+		tw.Flush()
+	}
+	if len(a.Service) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "Service: bytes this node's stores took from and sent to each peer since start")
+	fmt.Fprintln(w, "         (counted here, not countersigned: they earn no credit in balances)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  peer\tstored\tserved\trefused\t")
+	for _, s := range a.Service {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t\n", s.Peer, humanBytes(int64(s.StoredBytes)), humanBytes(int64(s.ServedBytes)), s.Refused)
+	}
+	tw.Flush()
+	for _, s := range a.Service {
+		if s.LastRefusal != "" {
+			fmt.Fprintf(w, "  refused %s: %s\n", s.Peer, s.LastRefusal)
+		}
 	}
 }

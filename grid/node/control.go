@@ -71,6 +71,9 @@ type Status struct {
 	// Memory is the process's heap and what the storage protocol holds of
 	// its request-memory budget.
 	Memory MemoryStatus `json:"memory"`
+	// Accounting: balances from the ledger (countersigned entries only)
+	// and what the stores did per peer (unilateral counts).
+	Accounting Accounting `json:"accounting"`
 }
 
 // MemoryStatus is the memory part of Status. The protocol figures are

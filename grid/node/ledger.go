@@ -439,8 +439,12 @@ func (n *Node) ledgerRoutes(mux *http.ServeMux) {
 			replyErr(w, http.StatusNotFound, errors.New("this node keeps no ledger"))
 			return
 		}
-		rep, err := n.ledger.store.Report(n.cfg.Now(), ledger.DefaultPolicy(), LedgerToPeerID)
-		reply(w, rep, err)
+		rep, err := n.ledger.store.Report(n.cfg.Now(), n.acct.policy, LedgerToPeerID)
+		if err != nil {
+			reply(w, nil, err)
+			return
+		}
+		reply(w, LedgerReply{Report: rep, Accounting: n.acct.status()}, nil)
 	})
 	mux.HandleFunc("POST /v1/ledger/verify", func(w http.ResponseWriter, r *http.Request) {
 		if n.ledger == nil {
@@ -518,11 +522,18 @@ func (n *Node) ledgerVerify(ctx context.Context, who string) (LedgerVerifyReply,
 	return rep, http.StatusOK, nil
 }
 
+// LedgerReply is GET /v1/ledger: the ledger's report plus the node's
+// accounting (the same as in Status).
+type LedgerReply struct {
+	*ledger.Report
+	Accounting Accounting `json:"accounting"`
+}
+
 // Ledger asks the node for its ledger report.
-func (c *Control) Ledger(ctx context.Context) (*ledger.Report, error) {
-	var r ledger.Report
-	err := c.call(ctx, http.MethodGet, "/v1/ledger", nil, &r)
-	return &r, err
+func (c *Control) Ledger(ctx context.Context) (*LedgerReply, error) {
+	r := &LedgerReply{Report: &ledger.Report{}}
+	err := c.call(ctx, http.MethodGet, "/v1/ledger", nil, r)
+	return r, err
 }
 
 // LedgerVerify asks the node to verify a peer's log end to end.

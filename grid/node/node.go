@@ -28,6 +28,7 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/sphere-grid/sphere/grid"
+	"github.com/sphere-grid/sphere/ledger"
 )
 
 // Config configures a Node. Paths are usually inside the node's home.
@@ -94,6 +95,15 @@ type Config struct {
 	SweepEvery time.Duration
 	// LedgerFile is the node's ledger (bbolt; "" : none, see ledger.go).
 	LedgerFile string
+	// Admission switches on tit-for-tat admission at this node's stores
+	// (accounting.go): a member's new shares are refused once the node
+	// stores more for it than the policy's newcomer allowance plus what it
+	// stores for the node (countersigned). Off by default: no real flow
+	// writes countersigned leases yet, so every member would be held to
+	// the newcomer allowance for good.
+	Admission bool
+	// AdmissionPolicy overrides ledger.DefaultPolicy() (tests).
+	AdmissionPolicy *ledger.Policy
 	// RefreshInterval is how often known members are re-dialled (zero: 5 s).
 	RefreshInterval time.Duration
 	// Client holds the home's secrets for the control API's put and get
@@ -122,6 +132,7 @@ type Node struct {
 	gater   *gater
 	dht     *dht.IpfsDHT
 	ledger  *ledgerService
+	acct    *accounting
 	started time.Time
 	unlock  func()
 	joinSem chan struct{}
@@ -282,8 +293,9 @@ func New(cfg Config) (*Node, error) {
 		}
 	}
 	gated := gatedHost{Host: n.host, allow: n.members.allowed}
+	n.acct = newAccounting(n.cfg, n.members, func() *ledgerService { return n.ledger })
 	if cfg.StorageDir != "" {
-		if n.store, err = openServedStore(gated, cfg.StorageDir, cfg.Quota, cfg, n.log); err != nil {
+		if n.store, err = openServedStore(gated, cfg.StorageDir, cfg.Quota, cfg, n.acct, n.log); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 	}
@@ -337,7 +349,7 @@ func (n *Node) openLocals() error {
 				errs[i] = fmt.Errorf("local server %d: %w", i, err)
 				return
 			}
-			st, err := openServedStore(gatedHost{Host: h, allow: n.members.allowed}, ls.Dir, ls.Quota, n.cfg, n.log.With("local", i))
+			st, err := openServedStore(gatedHost{Host: h, allow: n.members.allowed}, ls.Dir, ls.Quota, n.cfg, n.acct, n.log.With("local", i))
 			if err != nil {
 				h.Close()
 				errs[i] = fmt.Errorf("local server %d: %w", i, err)
@@ -534,6 +546,7 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 		}
 	}
 	st.Memory = memoryStatus(stores)
+	st.Accounting = n.acct.status()
 	return st, nil
 }
 

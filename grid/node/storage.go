@@ -23,8 +23,8 @@ type servedStore struct {
 }
 
 // openServedStore opens the bbolt store in dir under h's identity and
-// serves it on h with the storage protocol.
-func openServedStore(h host.Host, dir string, quota int64, cfg Config, log *slog.Logger) (*servedStore, error) {
+// serves it on h with the storage protocol, through acct if not nil.
+func openServedStore(h host.Host, dir string, quota int64, cfg Config, acct *accounting, log *slog.Logger) (*servedStore, error) {
 	s, err := boltserver.Open(dir, boltserver.Options{
 		ID: grid.ServerID(h.ID()), Quota: quota, Now: cfg.Now, Grace: cfg.Grace,
 		LeaseTerm: cfg.LeaseTerm, SweepEvery: cfg.SweepEvery, Logger: log,
@@ -39,7 +39,11 @@ func openServedStore(h host.Host, dir string, quota int64, cfg Config, log *slog
 		log.Error("Store failed to open; serving it as failed", "dir", dir, "err", err)
 		s = boltserver.NewFailed(dir, grid.ServerID(h.ID()), err)
 	}
-	svc := p2p.Serve(h, s, p2p.ServeOptions{Logger: log})
+	var served grid.Server = s
+	if acct != nil { // count each peer's bytes, admit new shares by the ledger's policy
+		served = accountedStore{Server: s, a: acct}
+	}
+	svc := p2p.Serve(h, served, p2p.ServeOptions{Logger: log})
 	return &servedStore{Server: s, svc: svc, log: log}, nil
 }
 

@@ -180,6 +180,17 @@ func (sv *Service) readBody(ctx context.Context, s network.Stream, res *reservat
 	return b, nil
 }
 
+type peerKey struct{}
+
+// PeerFrom returns the remote peer of the request a store call serves: the
+// Service puts it in the context it passes to the store, so a store wrapper
+// can account for (or refuse) what each peer asks. ok is false for calls
+// that did not come through a Service.
+func PeerFrom(ctx context.Context) (p peer.ID, ok bool) {
+	p, ok = ctx.Value(peerKey{}).(peer.ID)
+	return p, ok
+}
+
 // Serve registers stream handlers for ProtocolID and ProtocolIDV1 on h
 // that serve store (a memserver, a boltserver, ...) to any peer that can
 // open a stream to h; who may connect at all is the host's business
@@ -291,7 +302,7 @@ func (sv *Service) handle(s network.Stream, v uint8) {
 	}
 	defer sv.leave(s, p, src, ps, sb)
 
-	ctx, cancel := context.WithTimeout(sv.ctx, sv.opts.RequestTimeout)
+	ctx, cancel := context.WithTimeout(context.WithValue(sv.ctx, peerKey{}, p), sv.opts.RequestTimeout)
 	defer cancel()
 	dl := deadliner{idle: sv.opts.IdleTimeout}
 	dl.overall, _ = ctx.Deadline()

@@ -116,6 +116,24 @@ func TestMembershipAcrossProcesses(t *testing.T) {
 	file, data := randomFile(t, c.dir, 300<<10)
 	capStr := c.put("b", file)
 	c.getSame("c", capStr, data)
+	// a stored one of the 3 shares for b: its accounting says so, in
+	// --json and in words (admission is off by default: nothing refused).
+	stA := c.status("a")
+	stored := uint64(0)
+	for _, s := range stA.Accounting.Service {
+		if s.Peer == stB.PeerID {
+			stored = s.StoredBytes
+		}
+		if s.Refused != 0 {
+			t.Fatalf("refused with admission off: %+v", s)
+		}
+	}
+	if stored == 0 || stA.Accounting.Admission {
+		t.Fatalf("a's accounting after b's put: %+v", stA.Accounting)
+	}
+	if out, err := c.run("a", "status"); err != nil || !strings.Contains(out, "Service:") || !strings.Contains(out, stB.PeerID) {
+		t.Fatalf("status of a does not show b's service: %v\n%s", err, out)
+	}
 	// b's CLI without b's node (dialling as b's identity) also works now.
 	procs["b"].stop()
 	c.getSame("b", capStr, data)

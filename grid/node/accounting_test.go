@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/sphere-grid/sphere/caps"
@@ -55,7 +56,7 @@ func TestAdmission(t *testing.T) {
 		Admission: true, AdmissionPolicy: &pol})
 	b := startMember(t, a, Config{StorageDir: t.TempDir()})
 	ctx := context.Background()
-	waitFor(t, "b connected to a", func() bool { return b.host.Network().Connectedness(a.ID()) == 1 })
+	waitFor(t, "b connected to a", func() bool { return b.host.Network().Connectedness(a.ID()) == network.Connected })
 	cl := p2p.NewClient(b.host, a.ID(), p2p.ClientOptions{RequestTimeout: 10 * time.Second})
 	lease := grid.Lease{Expires: time.Now().Add(time.Hour)}
 
@@ -142,7 +143,7 @@ func TestAdmissionOffByDefault(t *testing.T) {
 	pol.NewcomerStore = 1000
 	a := startNode(t, Config{GridKey: psk, StorageDir: t.TempDir(), AdmissionPolicy: &pol})
 	b := startMember(t, a, Config{StorageDir: t.TempDir()})
-	waitFor(t, "b connected to a", func() bool { return b.host.Network().Connectedness(a.ID()) == 1 })
+	waitFor(t, "b connected to a", func() bool { return b.host.Network().Connectedness(a.ID()) == network.Connected })
 	cl := p2p.NewClient(b.host, a.ID(), p2p.ClientOptions{RequestTimeout: 10 * time.Second})
 	data := bytes.Repeat([]byte{7}, 5000)
 	for range 2 {

@@ -64,7 +64,8 @@ func TestMembershipAcrossProcesses(t *testing.T) {
 		}
 		c.setParams(n, p)
 	}
-	procs := map[string]*proc{"a": c.start("a", "node")}
+	// a runs with tit-for-tat admission: members under the allowance are served.
+	procs := map[string]*proc{"a": c.startArgs("a", "node", "node", "--admission")}
 	c.waitReady("a", procs["a"])
 	invite := func() string {
 		out, err := c.run("a", "invite", "--expires", "1h")
@@ -117,7 +118,7 @@ func TestMembershipAcrossProcesses(t *testing.T) {
 	capStr := c.put("b", file)
 	c.getSame("c", capStr, data)
 	// a stored one of the 3 shares for b: its accounting says so, in
-	// --json and in words (admission is off by default: nothing refused).
+	// --json and in words; b is far under the allowance: nothing refused.
 	stA := c.status("a")
 	stored := uint64(0)
 	for _, s := range stA.Accounting.Service {
@@ -128,7 +129,7 @@ func TestMembershipAcrossProcesses(t *testing.T) {
 			t.Fatalf("refused with admission off: %+v", s)
 		}
 	}
-	if stored == 0 || stA.Accounting.Admission {
+	if stored == 0 || !stA.Accounting.Admission {
 		t.Fatalf("a's accounting after b's put: %+v", stA.Accounting)
 	}
 	if out, err := c.run("a", "status"); err != nil || !strings.Contains(out, "Service:") || !strings.Contains(out, stB.PeerID) {

@@ -15,7 +15,8 @@ import (
 )
 
 func newNodeCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var admission bool
+	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Run this home's node in the foreground: store shares for the grid",
 		Long: `node runs the libp2p node of this home until Ctrl-C (or SIGTERM, SIGHUP): it stores
@@ -36,6 +37,7 @@ runs per home: a second one is refused.`,
 				return err
 			}
 			cfg.StorageDir = h.StorageDir()
+			cfg.Admission = admission
 			return runNode(cmd.Context(), cfg, func(nd *node.Node) {
 				go renewLoop(cmd.Context(), h, cfg.Logger)
 				if _, err := startGateway(cmd.Context(), g, h, nd); err != nil {
@@ -44,6 +46,9 @@ runs per home: a second one is refused.`,
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&admission, "admission", false,
+		"refuse members' new shares beyond the ledger's tit-for-tat allowance (64 MiB plus what they store for this node, countersigned); off by default (docs/spec/ledger.md)")
+	return cmd
 }
 
 // nodeLogger logs at Info (Debug with -v) to stderr: a node's log is its

@@ -68,6 +68,7 @@ type accounting struct {
 	now     func() time.Time
 	ledger  func() *ledgerService // nil until openLedger
 
+	scanMu  sync.Mutex // serialises ledger scans
 	mu      sync.Mutex
 	peers   map[peer.ID]*PeerService
 	acc     *ledger.Accounts
@@ -131,16 +132,23 @@ func (a *accounting) accounts() *ledger.Accounts {
 	if l == nil {
 		return nil
 	}
+	// One scan at a time, outside a.mu: counting bytes never waits for it.
+	a.scanMu.Lock()
+	defer a.scanMu.Unlock()
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.acc == nil || time.Since(a.accTime) > accountsTTL {
-		acc, err := l.store.Accounts()
-		if err != nil {
-			return a.acc // keep the last good scan
-		}
-		a.acc, a.accTime = acc, time.Now()
+	acc, fresh := a.acc, a.acc != nil && time.Since(a.accTime) <= accountsTTL
+	a.mu.Unlock()
+	if fresh {
+		return acc
 	}
-	return a.acc
+	next, err := l.store.Accounts()
+	if err != nil {
+		return acc // keep the last good scan
+	}
+	a.mu.Lock()
+	a.acc, a.accTime = next, time.Now()
+	a.mu.Unlock()
+	return next
 }
 
 // admitStore asks the policy whether to store size more bytes for p. What

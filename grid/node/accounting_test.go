@@ -155,3 +155,51 @@ func TestAdmissionOffByDefault(t *testing.T) {
 		t.Fatalf("counters: %+v", s)
 	}
 }
+
+// TestServiceCountersBounded: however many peer ids show up, the counters
+// table stays bounded, and admission of a peer past the bound still works
+// (it is judged on the ledger balance alone).
+func TestServiceCountersBounded(t *testing.T) {
+	pol := ledger.DefaultPolicy()
+	pol.NewcomerStore = 100
+	a := &accounting{admit: true, policy: pol, now: time.Now, peers: map[peer.ID]*PeerService{}}
+	var last peer.ID
+	for range maxServicePeers + 100 {
+		last = peer.ID(newKeyID(t))
+		a.add(last, 10, 10)
+	}
+	if len(a.peers) != maxServicePeers {
+		t.Fatalf("%d counters kept, bound %d", len(a.peers), maxServicePeers)
+	}
+	if err := a.admitStore(last, 50); err != nil {
+		t.Fatalf("peer past the bound, under the allowance: %v", err)
+	}
+	if err := a.admitStore(last, 500); !errors.Is(err, grid.ErrNoSpace) {
+		t.Fatalf("peer past the bound, over the allowance: %v", err)
+	}
+}
+
+func newKeyID(t testing.TB) string {
+	id, err := peer.IDFromPrivateKey(newKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(id)
+}
+
+// BenchmarkAdmitStore: the cost admission and counting add to each share
+// written by a member (accounts cached, as between ledger scans).
+func BenchmarkAdmitStore(b *testing.B) {
+	pol := ledger.DefaultPolicy()
+	pol.NewcomerStore = 1 << 62
+	a := &accounting{admit: true, policy: pol, now: time.Now, peers: map[peer.ID]*PeerService{}}
+	p := peer.ID(newKeyID(b))
+	const size = 1 << 20
+	b.SetBytes(size)
+	for b.Loop() {
+		if err := a.admitStore(p, size); err != nil {
+			b.Fatal(err)
+		}
+		a.add(p, size, 0)
+	}
+}

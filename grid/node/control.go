@@ -234,7 +234,12 @@ func (n *Node) controlHandler(token string) http.Handler {
 
 // decodeBody decodes a JSON request body of at most maxControlBody bytes.
 func decodeBody(r *http.Request, v any) error {
-	return json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(v)
+	return decodeBodyN(r, v, maxControlBody)
+}
+
+// decodeBodyN decodes a JSON request body of at most limit bytes.
+func decodeBodyN(r *http.Request, v any, limit int64) error {
+	return json.NewDecoder(io.LimitReader(r.Body, limit)).Decode(v)
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

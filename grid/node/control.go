@@ -169,7 +169,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/join", func(w http.ResponseWriter, r *http.Request) {
 		var req JoinRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(&req); err != nil {
+		if err := decodeBody(r, &req); err != nil {
 			replyErr(w, http.StatusBadRequest, fmt.Errorf("join: bad request: %w", err))
 			return
 		}
@@ -183,7 +183,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/invite", func(w http.ResponseWriter, r *http.Request) {
 		var req InviteRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(&req); err != nil {
+		if err := decodeBody(r, &req); err != nil {
 			replyErr(w, http.StatusBadRequest, fmt.Errorf("invite: bad request: %w", err))
 			return
 		}
@@ -199,7 +199,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/members/remove", func(w http.ResponseWriter, r *http.Request) {
 		var req RemoveRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(&req); err != nil {
+		if err := decodeBody(r, &req); err != nil {
 			replyErr(w, http.StatusBadRequest, fmt.Errorf("remove: bad request: %w", err))
 			return
 		}

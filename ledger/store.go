@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -24,6 +25,8 @@ type Store struct {
 	self PeerID
 	now  func() time.Time
 	mu   sync.Mutex // serialises Append so indexes and links stay in order
+	// maxForks bounds the fork proofs AddForkProof keeps.
+	maxForks int
 }
 
 // Options tune a Store.
@@ -31,7 +34,19 @@ type Options struct {
 	Now func() time.Time // the clock; time.Now if nil
 	// MaxSkew bounds how far in the future an imported entry may be dated.
 	MaxSkew time.Duration
+	// MaxForkProofs bounds the fork proofs taken from peers (AddForkProof);
+	// 0: DefaultMaxForkProofs.
+	MaxForkProofs int
 }
+
+// DefaultMaxForkProofs bounds the fork proofs a store takes from peers:
+// each costs a peer nothing but a throwaway identity that signs two
+// entries, so without a bound a hostile peer fills the disk with them.
+const DefaultMaxForkProofs = 4096
+
+// ErrTooManyForkProofs is AddForkProof's error once the store holds
+// its bound of proofs.
+var ErrTooManyForkProofs = errors.New("ledger: fork proof store full")
 
 var (
 	bLogs  = []byte("logs")
@@ -80,7 +95,11 @@ func newStore(db *bolt.DB, key ed25519.PrivateKey, opt Options) (*Store, error) 
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{db: db, key: key, self: PeerIDOf(key.Public().(ed25519.PublicKey)), now: now}, nil
+	maxForks := opt.MaxForkProofs
+	if maxForks <= 0 {
+		maxForks = DefaultMaxForkProofs
+	}
+	return &Store{db: db, key: key, self: PeerIDOf(key.Public().(ed25519.PublicKey)), now: now, maxForks: maxForks}, nil
 }
 
 // Close closes the database.
@@ -295,11 +314,15 @@ func (s *Store) AddForkProof(p *ForkProof) (bool, error) {
 	}
 	isNew := false
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		if tx.Bucket(bForks).Get(author[:]) != nil {
+		b := tx.Bucket(bForks)
+		if b.Get(author[:]) != nil {
 			return nil
 		}
+		if b.Stats().KeyN >= s.maxForks {
+			return fmt.Errorf("fork proof of %v: %w (%d held)", author.Short(), ErrTooManyForkProofs, s.maxForks)
+		}
 		isNew = true
-		return tx.Bucket(bForks).Put(author[:], p.Encode())
+		return b.Put(author[:], p.Encode())
 	})
 	return isNew, err
 }

@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"io"
+	"net/http"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -133,6 +137,10 @@ func TestJoinRunningNodeSwitches(t *testing.T) {
 	if st.AdminID != stA.PeerID || st.ListSerial == 0 || !slices.Contains(st.Connected, stA.PeerID) {
 		t.Fatalf("b after join: admin %s serial %d connected %v (want admin %s)", st.AdminID, st.ListSerial, st.Connected, stA.PeerID)
 	}
+	// The web gateway started with the first node serves the new one.
+	if gs := c.gatewayStatus("b"); gs.Error != "" || gs.Node.AdminID != stA.PeerID {
+		t.Fatalf("b's gateway after the switch: error %q, admin %s (want %s)", gs.Error, gs.Node.AdminID, stA.PeerID)
+	}
 	for try := 0; c.status("a").Members != 1; try++ {
 		if try == 100 {
 			t.Fatalf("a does not list b: %+v", c.status("a"))
@@ -161,4 +169,49 @@ func TestJoinRunningNodeSwitches(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// gatewayStatus is GET /api/status of home's running web gateway (with the
+// token its home page carries).
+func (c *cluster) gatewayStatus(home string) (st struct {
+	Node  node.Status `json:"node"`
+	Error string      `json:"error"`
+}) {
+	c.t.Helper()
+	raw, err := os.ReadFile(filepath.Join(c.home(home), gatewayFile))
+	if err != nil {
+		c.t.Fatalf("no gateway for %s: %v", home, err)
+	}
+	var gi gatewayInfo
+	if err := json.Unmarshal(raw, &gi); err != nil {
+		c.t.Fatal(err)
+	}
+	get := func(path, token string) []byte {
+		req, err := http.NewRequest(http.MethodGet, gi.URL+path, nil)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		cl := &http.Client{Timeout: 30 * time.Second}
+		resp, err := cl.Do(req)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if token != "" && resp.StatusCode != http.StatusOK { // the home page may be an error page (no drive yet)
+			c.t.Fatalf("GET %s: %s: %s", path, resp.Status, b)
+		}
+		return b
+	}
+	m := regexp.MustCompile(`name="sphere-token" content="([^"]+)"`).FindSubmatch(get("", ""))
+	if m == nil {
+		c.t.Fatal("no token on the gateway's home page")
+	}
+	if err := json.Unmarshal(get("api/status", string(m[1])), &st); err != nil {
+		c.t.Fatal(err)
+	}
+	return st
 }

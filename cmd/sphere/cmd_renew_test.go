@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"path/filepath"
 	"testing"
+	"time"
+
+	"github.com/sphere-grid/sphere/grid"
 )
 
 // TestRenewWalksTree: renew covers the put caps file and every node of the
@@ -28,5 +31,15 @@ func TestRenewWalksTree(t *testing.T) {
 	// caps file (1) + root, a, b, f, t (5).
 	if res.Caps != 6 || res.Renewed != 6 || res.Failed != 0 {
 		t.Fatalf("renew: %+v, want 6 caps, 6 renewed, 0 failed", res)
+	}
+}
+
+// TestRenewalRunsOutWithServerTerm: status's "leases run out" is the term
+// servers date a renewed lease with (grid.DefaultLeaseTerm), not the
+// client's old 31-day request, which servers now ignore.
+func TestRenewalRunsOutWithServerTerm(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	if got, want := (renewRecord{Time: at}).RunsOut(), at.Add(grid.DefaultLeaseTerm); !got.Equal(want) {
+		t.Fatalf("RunsOut %v, want %v (servers' term)", got, want)
 	}
 }

@@ -46,15 +46,15 @@ running until Ctrl-C. While it runs, put, get and the other verbs use it.`,
 				cfg.LocalServers = append(cfg.LocalServers, node.LocalServer{Dir: h.ServerDir(i), Identity: priv, Quota: h.StoreQuota(n)})
 			}
 			return runNode(cmd.Context(), cfg, func(nd *node.Node) {
+				if created {
+					fmt.Fprintf(g.stdout, "Created a new home in %s.\n", h.Dir)
+				}
 				go renewLoop(cmd.Context(), h, log)
 				if _, err := startGateway(cmd.Context(), g, h, nd); err != nil {
 					log.Warn("No web gateway", "err", err)
 				}
 				ready := time.Since(start)
 				log.Info("Up", "ready", ready.Round(time.Millisecond), "localServers", n)
-				if created {
-					fmt.Fprintf(g.stdout, "Created a new home in %s.\n", h.Dir)
-				}
 				fmt.Fprintf(g.stdout, `Sphere is up: a node and a local grid of %d storage peers on 127.0.0.1 (ready in %.1f s).
 The local grid is for trying Sphere on one machine: real safety needs other machines
 (sphere invite) plus a recovery code kept off this machine (sphere recovery).

@@ -54,17 +54,23 @@ type nodeClients struct {
 // start, as a join to another grid restarts the node in-process.
 var servingNode atomic.Pointer[node.Node]
 
+// node is the node serving now: the one the gateway started with, or the
+// one it was restarted as on another grid (sphere join).
+func (nc *nodeClients) node() *node.Node {
+	if cur := servingNode.Load(); cur != nil {
+		return cur
+	}
+	return nc.nd
+}
+
 func (nc *nodeClients) get() (*grid.Client, error) {
 	nc.mu.Lock()
 	defer nc.mu.Unlock()
-	if nc.c != nil && time.Since(nc.checked) < 5*time.Second {
-		return nc.c, nil
+	nd := nc.node()
+	if nc.c != nil && nd == nc.last && time.Since(nc.checked) < 5*time.Second {
+		return nc.c, nil // a client of a stopped node is never reused
 	}
 	nc.checked = time.Now()
-	nd := nc.nd
-	if cur := servingNode.Load(); cur != nil {
-		nd = cur // the node may have been restarted on another grid (sphere join)
-	}
 	peers := len(nd.StoragePeers())
 	if nc.c != nil && peers == nc.peers && nd == nc.last {
 		return nc.c, nil
@@ -91,7 +97,7 @@ func startGateway(ctx context.Context, g *globals, h *home.Home, nd *node.Node) 
 	}
 	gw, err := web.New(web.Config{
 		Client: nc.get, Root: root, Sites: siteRegistry(h), Logger: log,
-		Status: func(ctx context.Context) (any, error) { return nd.Status(ctx) },
+		Status: func(ctx context.Context) (any, error) { return nc.node().Status(ctx) },
 	})
 	if err != nil {
 		return "", err

@@ -15,13 +15,14 @@ import (
 	"time"
 
 	"github.com/sphere-grid/sphere/cmd/sphere/internal/home"
+	"github.com/sphere-grid/sphere/grid"
 )
 
 const (
-	// driveLeaseTerm is how long a renewed lease lasts: the client's lease
-	// duration today. Once servers date leases themselves (grid's
-	// DefaultLeaseTerm, 90 days, with 30 days' grace) this is that term.
-	driveLeaseTerm = 31 * 24 * time.Hour
+	// driveLeaseTerm is how long a renewed lease lasts: servers date
+	// leases themselves, grid.DefaultLeaseTerm from each renewal (then
+	// grid.DefaultLeaseGrace before they delete the share).
+	driveLeaseTerm = grid.DefaultLeaseTerm
 	// renewEvery is how often the node renews the drive's leases.
 	renewEvery = 24 * time.Hour
 	// renewFirstDelay is how long after start the node first renews, if

@@ -172,7 +172,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/join", func(w http.ResponseWriter, r *http.Request) {
 		var req JoinRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(&req); err != nil {
+		if err := decodeBody(r, &req); err != nil {
 			replyErr(w, http.StatusBadRequest, fmt.Errorf("join: bad request: %w", err))
 			return
 		}
@@ -186,7 +186,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/invite", func(w http.ResponseWriter, r *http.Request) {
 		var req InviteRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(&req); err != nil {
+		if err := decodeBody(r, &req); err != nil {
 			replyErr(w, http.StatusBadRequest, fmt.Errorf("invite: bad request: %w", err))
 			return
 		}
@@ -202,7 +202,7 @@ func (n *Node) controlHandler(token string) http.Handler {
 	})
 	mux.HandleFunc("POST /v1/members/remove", func(w http.ResponseWriter, r *http.Request) {
 		var req RemoveRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(&req); err != nil {
+		if err := decodeBody(r, &req); err != nil {
 			replyErr(w, http.StatusBadRequest, fmt.Errorf("remove: bad request: %w", err))
 			return
 		}
@@ -237,7 +237,12 @@ func (n *Node) controlHandler(token string) http.Handler {
 
 // decodeBody decodes a JSON request body of at most maxControlBody bytes.
 func decodeBody(r *http.Request, v any) error {
-	return json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(v)
+	return decodeBodyN(r, v, maxControlBody)
+}
+
+// decodeBodyN decodes a JSON request body of at most limit bytes.
+func decodeBodyN(r *http.Request, v any, limit int64) error {
+	return json.NewDecoder(io.LimitReader(r.Body, limit)).Decode(v)
 }
 
 func reply(w http.ResponseWriter, v any, err error) {

@@ -94,7 +94,7 @@ func noDeadlines(w http.ResponseWriter) {
 
 func (n *Node) handlePut(w http.ResponseWriter, r *http.Request) {
 	var req PutRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxControlBody)).Decode(&req); err != nil {
+	if err := decodeBody(r, &req); err != nil {
 		replyErr(w, http.StatusBadRequest, fmt.Errorf("put: bad request: %w", err))
 		return
 	}

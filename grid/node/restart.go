@@ -68,9 +68,13 @@ func (n *Node) requestSwitch(req SwitchRequest) error {
 	}
 }
 
+// maxSwitchBody bounds a switch request: the largest member list in
+// base64, plus the invite and JSON.
+const maxSwitchBody = maxControlBody + (maxMemberListLen+2)/3*4
+
 func (n *Node) handleSwitch(w http.ResponseWriter, r *http.Request) {
 	var req SwitchRequest
-	if err := decodeBody(r, &req); err != nil {
+	if err := decodeBodyN(r, &req, maxSwitchBody); err != nil {
 		replyErr(w, http.StatusBadRequest, fmt.Errorf("switch: bad request: %w", err))
 		return
 	}

@@ -1,7 +1,11 @@
 package node
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -85,6 +89,70 @@ func TestSwitchRequestChecked(t *testing.T) {
 			t.Fatalf("Serve returned %v, want a switch to %s", err, a.ID())
 		}
 		other.done <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return for the switch")
+	}
+}
+
+// TestSwitchOverControlWithLargeList: POST /v1/switch carries the member
+// list that admitted the node; the list of a full grid (maxMembers members,
+// some removed: over 64 KiB in base64) must fit the request's bound, and a body beyond
+// that bound is refused with a clear error.
+func TestSwitchOverControlWithLargeList(t *testing.T) {
+	adminKey, psk := newKey(t), newPSK(t)
+	a := startNode(t, Config{GridKey: psk, Identity: adminKey})
+	b := startNode(t, Config{GridKey: newPSK(t)})
+	inv, err := a.Invite(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := NewMemberList(psk, adminKey, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A full grid with churn: maxMembers members and 400 removed.
+	newIDs := func(n int) []peer.ID {
+		var out []peer.ID
+		for range n {
+			out = append(out, idOf(t, newKey(t)))
+		}
+		return out
+	}
+	gone := newIDs(400)
+	full := first.Admit(2, b.ID()).Admit(2, gone...).Admit(2, newIDs(maxMembers-2-len(gone))...)
+	l, err := first.Next(full.Remove(gone...).Admit(3, newIDs(len(gone))...), adminKey, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := l.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(body []byte) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodPost, "/v1/switch", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer tok")
+		w := httptest.NewRecorder()
+		b.controlHandler("tok").ServeHTTP(w, req)
+		return w
+	}
+	// Over the bound: refused, nothing switches.
+	huge, _ := json.Marshal(SwitchRequest{Invite: inv.String(), Members: make([]byte, 4*maxMemberListLen)})
+	if w := post(huge); w.Code != http.StatusBadRequest {
+		t.Fatalf("oversized switch request: %d %s", w.Code, w.Body)
+	}
+	body, _ := json.Marshal(SwitchRequest{Invite: inv.String(), Members: raw})
+	if len(body) <= maxControlBody {
+		t.Fatalf("test list too small: %d bytes", len(body))
+	}
+	if w := post(body); w.Code != http.StatusOK {
+		t.Fatalf("switch with a %d-member list: %d %s", len(l.Members), w.Code, w.Body)
+	}
+	select {
+	case err := <-b.done:
+		if sw, ok := err.(*SwitchGrid); !ok || !bytes.Equal(sw.Members, raw) {
+			t.Fatalf("Serve returned %v, want the switch with the list", err)
+		}
+		b.done <- nil
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return for the switch")
 	}

@@ -50,6 +50,7 @@ for it.`,
 			allLocal := st.Members == 0
 			if g.json {
 				out := statusJSON{Status: st, Encoding: sharesString(p), AllSharesLocal: allLocal, DriveRenewal: drive}
+				_, out.Pending.Changes, out.Pending.Bytes = pendingJournal(h)
 				if drive != nil {
 					t := drive.RunsOut()
 					out.DriveLeasesRunOut = &t
@@ -118,6 +119,11 @@ type statusJSON struct {
 	AllSharesLocal    bool         `json:"allSharesLocal"`
 	DriveRenewal      *renewRecord `json:"driveRenewal,omitempty"`
 	DriveLeasesRunOut *time.Time   `json:"driveLeasesRunOut,omitempty"`
+	// Pending is what mounts saved on this machine and not yet on the grid.
+	Pending struct {
+		Changes int   `json:"changes"`
+		Bytes   int64 `json:"bytes"` // file contents
+	} `json:"pending"`
 }
 
 // printDriveLeases says when the drive's leases run out.

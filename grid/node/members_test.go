@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -478,4 +479,26 @@ func TestRecoveredIdentityKeepsItsRights(t *testing.T) {
 	if _, _, err := Redeem(context.Background(), hostFor(t, newKey(t), psk), inv); err != nil {
 		t.Fatalf("invite of the recovered admin: %v", err)
 	}
+}
+
+// TestPendingExpiredInviteDropped: a node holding a pending invite whose
+// admin cannot be reached stops retrying once the invite has expired.
+func TestPendingExpiredInviteDropped(t *testing.T) {
+	psk := newPSK(t)
+	admin := startNode(t, Config{GridKey: psk})
+	inv, err := admin.Invite(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.stop() // the admin is gone
+	joinFile := filepath.Join(t.TempDir(), "join.pending")
+	if err := os.WriteFile(joinFile, []byte(inv.String()+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{t: time.Now().Add(3 * time.Hour)} // past expiry and slack
+	startNode(t, Config{GridKey: psk, JoinFile: joinFile, Now: clock.Now})
+	waitFor(t, "pending expired invite dropped", func() bool {
+		_, err := os.Stat(joinFile)
+		return errors.Is(err, os.ErrNotExist)
+	})
 }

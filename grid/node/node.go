@@ -485,6 +485,13 @@ func (n *Node) redeemPending(ctx context.Context) {
 			_ = os.Remove(n.cfg.JoinFile)
 			return
 		}
+		// An expired invite cannot be redeemed: stop retrying (with an hour
+		// of slack for the admin's clock) instead of dialling forever.
+		if inv.Expires > 0 && n.cfg.Now().Unix() > inv.Expires+int64(time.Hour/time.Second) {
+			n.log.Error("Joining the grid failed: the invite expired before its admin could be reached; ask for a new one", "err", err)
+			_ = os.Remove(n.cfg.JoinFile)
+			return
+		}
 		n.log.Info("Joining the grid: admin not reachable yet, retrying", "err", err)
 		select {
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 
 	"github.com/spf13/cobra"
@@ -143,6 +144,7 @@ func runNode(ctx context.Context, cfg node.Config, onReady func(*node.Node)) err
 	for first := true; ; first = false {
 		err := serveNode(ctx, cfg, func(n *node.Node) {
 			servingNode.Store(n)
+			limitHeap(ctx, n)
 			if first && onReady != nil {
 				onReady(n)
 			}
@@ -205,4 +207,19 @@ func serveNode(ctx context.Context, cfg node.Config, onReady func(*node.Node)) e
 		err = nil
 	}
 	return err
+}
+
+// limitHeap sets the Go runtime's soft memory limit to the node's protocol
+// memory budget plus 128 MiB (unless GOMEMLIMIT is set), so garbage left by
+// a flood of peers' requests is collected before the heap outgrows the
+// budget the node states, instead of at twice the live heap.
+func limitHeap(ctx context.Context, n *node.Node) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	st, err := n.Status(ctx)
+	if err != nil || st.Memory.Budget <= 0 {
+		return
+	}
+	debug.SetMemoryLimit(st.Memory.Budget + 128<<20)
 }

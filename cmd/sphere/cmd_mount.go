@@ -93,6 +93,16 @@ func runMount(ctx context.Context, g *globals, args []string, debug, noWait bool
 		return fmt.Errorf("mount: a %s cap: %w: want a directory cap", root.Kind(), errBadCap)
 	}
 	opts := fs.Options{CacheDir: h.Path("cache")}
+	// SPHERE_FLUSH_DELAY (a Go duration) sets how long closed files and
+	// directory edits wait before their background upload (default 1 s);
+	// tests set it long to see what only sync or unmount uploads.
+	if v := os.Getenv("SPHERE_FLUSH_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return usageError{fmt.Errorf("SPHERE_FLUSH_DELAY: %w", err)}
+		}
+		opts.FlushDelay = d
+	}
 	if gr.Writable(root) {
 		opts.JournalDir = journalDir(h, root)
 	}
@@ -118,6 +128,7 @@ func runMount(ctx context.Context, g *globals, args []string, debug, noWait bool
 	signal.Notify(usr, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(usr)
 	pidFile := mountPidFile(h, abs)
+	_ = os.Remove(noWaitFile(pidFile)) // a stale request of an earlier mount
 	if err := os.MkdirAll(filepath.Dir(pidFile), 0o700); err == nil {
 		os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600)
 		defer os.Remove(pidFile)
@@ -157,11 +168,15 @@ wait:
 			break wait
 		}
 	}
-	// Drain a late SIGUSR2 sent just before the unmount.
+	// Drain a late SIGUSR2 sent just before the unmount; the marker file
+	// of `sphere unmount --no-wait` settles it whatever the signal's timing.
 	for len(usr) > 0 {
 		if <-usr == syscall.SIGUSR2 {
 			noWait = true
 		}
+	}
+	if err := os.Remove(noWaitFile(pidFile)); err == nil {
+		noWait = true
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

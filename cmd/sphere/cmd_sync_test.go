@@ -17,6 +17,9 @@ import (
 func TestSyncVerb(t *testing.T) {
 	requireFuse(t)
 	treeHome(t)
+	// No background upload during the test: only sync and unmount upload,
+	// so what --no-wait leaves behind is not raced by a batch.
+	t.Setenv("SPHERE_FLUSH_DELAY", "1h")
 	h, err := home.Open(os.Getenv("SPHERE_HOME"))
 	if err != nil {
 		t.Fatal(err)

@@ -33,6 +33,9 @@ what is not yet on the grid in the home's journal, for the next mount or
 			}
 			h, herr := openHome()
 			if herr == nil && noWait {
+				// The marker file is what the mount trusts (a signal may be
+				// delivered after the unmount it races); the signal is a hint.
+				_ = os.WriteFile(noWaitFile(mountPidFile(h, abs)), nil, 0o600)
 				signalMount(mountPidFile(h, abs), syscall.SIGUSR2)
 			}
 			if err := unmountDir(abs); err != nil {
@@ -121,3 +124,7 @@ func waitMountExit(pidFile string, max time.Duration) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// noWaitFile is the marker by which `sphere unmount --no-wait` asks the
+// mount whose pid file is pidFile not to wait for the upload.
+func noWaitFile(pidFile string) string { return pidFile + ".nowait" }

@@ -56,7 +56,9 @@ func WaitText(t testing.TB, ctx context.Context, expr string, ok func(string) bo
 	t.Helper()
 	var s string
 	var err error
-	for range 150 {
+	// Up to 60 s: the first app load in a cold browser, while the rest of
+	// the suite loads both cores, took over 15 s once in CI.
+	for range 600 {
 		if s, err = chromedp.Run(ctx, chromedp.Evaluate[string](expr)); err != nil {
 			t.Fatalf("evaluate %s: %v", expr, err)
 		}

@@ -309,11 +309,7 @@ func (g *Gateway) apiAppData(w http.ResponseWriter, r *http.Request) {
 			apiError(w, err)
 			return
 		}
-		names := []string{}
-		for _, e := range list {
-			names = append(names, e.Name)
-		}
-		apiReply(w, map[string]any{"names": names})
+		replyNames(w, list)
 	default:
 		apiError(w, fmt.Errorf("%w: op %q", errBadRequest, req.Op))
 	}
@@ -398,11 +394,7 @@ func (g *Gateway) apiRead(w http.ResponseWriter, r *http.Request) {
 			apiError(w, err)
 			return
 		}
-		names := []string{}
-		for _, e := range list {
-			names = append(names, e.Name)
-		}
-		apiReply(w, map[string]any{"names": names})
+		replyNames(w, list)
 		return
 	}
 	b, err := readTreeFile(r.Context(), t, p)
@@ -424,4 +416,13 @@ func readOnly(c caps.Cap) (caps.Cap, error) {
 		return rc, nil
 	}
 	return c, nil
+}
+
+// replyNames answers with the names of a directory listing.
+func replyNames(w http.ResponseWriter, list []fs.Info) {
+	names := make([]string, 0, len(list))
+	for _, e := range list {
+		names = append(names, e.Name)
+	}
+	apiReply(w, map[string]any{"names": names})
 }
